@@ -3,16 +3,25 @@
 Each subcommand lives in its own module of this package with two functions:
 `register(subparsers)` adds its parser (with `--help`), and the parser's default `func`
 runs it and returns the process exit code (0 only when everything asked for was done).
+Modules are found automatically; a module-level `ORDER` number sorts `--help`.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import logging
+import pkgutil
 import sys
 
-# Subcommand modules, in the order `isdc-run --help` lists them.
-SUBCOMMANDS = ["verify"]
+
+def _subcommand_modules():
+    mods = []
+    for info in pkgutil.iter_modules(__path__):
+        if not info.name.startswith("_"):
+            mod = importlib.import_module(f"{__name__}.{info.name}")
+            if hasattr(mod, "register"):
+                mods.append(mod)
+    return sorted(mods, key=lambda m: (getattr(m, "ORDER", 100), m.__name__))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in SUBCOMMANDS:
-        importlib.import_module(f"isdc.cli.{name}").register(sub)
+    for mod in _subcommand_modules():
+        mod.register(sub)
     return p
 
 
