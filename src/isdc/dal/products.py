@@ -5,10 +5,10 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from isdc.dal.fitsfile import FitsFile, Image, Table, write_fits
+from isdc.dal.fitsfile import FitsError, FitsFile, Image, Table, write_fits
 from isdc.dal.templates import validate_hdu
 
-__all__ = ["write_product", "open_product", "ProductFile"]
+__all__ = ["write_product", "open_product", "ProductFile", "Product"]
 
 
 def write_product(path: str | os.PathLike, hdus: Sequence[Table | Image], *, durable: bool = True) -> Path:
@@ -36,3 +36,71 @@ class ProductFile(FitsFile):
 
 def open_product(path: str | os.PathLike) -> ProductFile:
     return ProductFile(path)
+
+
+class Product:
+    """A product in memory: its HDUs (primary first), read whole from a file or made by a task.
+
+    `nowork` is True for the explicit empty product a task writes when there was nothing to
+    do (e.g. no good time): its primary header has NOWORK = T and the reason in NOWORKR.
+    """
+
+    def __init__(self, hdus: Sequence[Table | Image], path: Path | None = None):
+        self.hdus = list(hdus)
+        if not self.hdus or not isinstance(self.hdus[0], Image):
+            self.hdus.insert(0, Image())
+        self.path = path
+
+    @classmethod
+    def read(cls, path: str | os.PathLike, validate: bool = True) -> "Product":
+        f = ProductFile(path) if validate else FitsFile(path)
+        hdus = []
+        for info in f.hdus:
+            if info.xtension == "BINTABLE":
+                hdus.append(f.table(info.index))
+            elif info.xtension in ("PRIMARY", "IMAGE"):
+                hdus.append(f.image(info.index))
+        return cls(hdus, Path(path))
+
+    @classmethod
+    def empty(cls, reason: str, **keywords) -> "Product":
+        img = Image()
+        img.header["NOWORK"] = (True, "no work: explicit empty product")
+        img.header["NOWORKR"] = (reason[:68], "why there was nothing to do")
+        for k, v in keywords.items():
+            img.header[k] = v
+        return cls([img])
+
+    @property
+    def header(self):
+        return self.hdus[0].header
+
+    @property
+    def nowork(self) -> bool:
+        return bool(self.header.get("NOWORK", False))
+
+    @property
+    def nowork_reason(self) -> str:
+        return str(self.header.get("NOWORKR", ""))
+
+    def all(self, extname: str) -> list[Table | Image]:
+        return [h for h in self.hdus[1:] if h.name == extname]
+
+    def _one(self, extname: str, kind, **match):
+        found = [h for h in self.all(extname) if isinstance(h, kind)
+                 and all(str(h.header.get(k, "")).strip() == str(v) for k, v in match.items())]
+        if len(found) != 1:
+            where = self.path or "product"
+            what = f"{extname}" + "".join(f" {k}={v}" for k, v in match.items())
+            raise FitsError(f"{where}: expected one {kind.__name__} {what}, found {len(found)}")
+        return found[0]
+
+    def table(self, extname: str, **match) -> Table:
+        return self._one(extname, Table, **match)
+
+    def image(self, extname: str, **match) -> Image:
+        return self._one(extname, Image, **match)
+
+    def write(self, path: str | os.PathLike, durable: bool = True) -> Path:
+        self.path = write_product(path, self.hdus, durable=durable)
+        return self.path

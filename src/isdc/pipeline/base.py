@@ -1,0 +1,445 @@
+"""Task base for luigi: tasks declare their inputs and outputs as data.
+
+A task class states, as class attributes, which dataset types it reads (`inputs`) and
+writes (`outputs`), its `algorithm_version`, the configuration keys that change its
+results (`config_keys`) and the IC structures it calls for (`ic_structures`). From these
+the framework derives `requires()` (the producer of every input), `output()` (one
+`ProductTarget` per output), completeness and provenance. The task's own code is
+`process(inputs) -> outputs`, working on in-memory `Product`s only.
+
+Completeness is stronger than luigi's `exists()`: a product is complete when the file is
+whole (every HDU's checksum verifies) and its fingerprint matches the one the task would
+write now. The fingerprint hashes the task family, its algorithm version (not the package
+version: an unrelated commit must not make every product stale), the configuration values
+it reads, the IC files it would select, and the fingerprints of its inputs. A new IC
+version or a changed configuration value therefore makes exactly the products that
+depend on it stale, downstream included.
+
+Outcomes (DESIGN §3): `NoWork` writes explicit empty products so the graph completes;
+`PermanentError` (bad input) quarantines the data ID with the reason and is never retried
+while the inputs are unchanged; `TransientError` is retried with back-off.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import hashlib
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import luigi
+
+from isdc import __version__
+from isdc.dal import quarantine
+from isdc.dal.fitsfile import FitsError, FitsFile
+from isdc.dal.products import Product
+from isdc.dal.templates import TemplateError, get as get_template
+from isdc.ids import IdError, ScwId, safe_name
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ScwIdParameter", "NoWork", "PermanentError", "TransientError", "DatasetType", "register_dataset",
+    "DATASETS", "PRODUCERS", "ProductTarget", "IsdcTask", "ScwTask", "canonical_digest", "config_value",
+]
+
+
+# --------------------------------------------------------------------------- outcomes
+
+class NoWork(Exception):
+    """Nothing to do for this data ID (e.g. no good time): explicit empty products are written."""
+
+
+class PermanentError(Exception):
+    """Bad input that a retry cannot fix: the data ID is quarantined with this reason."""
+
+
+class TransientError(Exception):
+    """A failure that may pass (busy file system, network): the task retries."""
+
+
+TRANSIENT_ERRNOS = {errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT, errno.ESTALE, errno.EINTR, errno.ECONNRESET,
+                    errno.ECONNREFUSED}
+RETRIES = 3
+RETRY_DELAY_S = 0.5
+
+
+# --------------------------------------------------------------------------- parameters
+
+class ScwIdParameter(luigi.Parameter):
+    """A luigi parameter holding a validated `ScwId` ('RRRRPPPPSSSF.VVV' on the command line)."""
+
+    def parse(self, x):
+        return ScwId.parse(x)
+
+    def serialize(self, x):
+        return str(x)
+
+    def normalize(self, x):
+        return ScwId.parse(x) if not isinstance(x, ScwId) else x
+
+
+def canonical_digest(obj: Any, length: int = 16) -> str:
+    """SHA-256 (hex, truncated) of the canonical JSON of `obj`."""
+    text = json.dumps(_plain(obj), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def _plain(obj):
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def config_value(config: Mapping, key: str, default: Any = KeyError) -> Any:
+    """Value at dotted `key` ('isgri.bands') of a nested mapping."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            if default is KeyError:
+                raise KeyError(f"configuration has no '{key}'")
+            return default
+        node = node[part]
+    return _plain(node)
+
+
+# --------------------------------------------------------------------------- datasets
+
+class DatasetType:
+    """A kind of product: name, the dimension that keys it, and its file name.
+
+    Dimensions: 'raw' (input data of a ScW in the archive, `scw/RRRR/<scw>/`), 'scw'
+    (a ScW's analysis products, `<outdir>/scw/<scw>/`), 'obs' (observation-level products,
+    `<outdir>/obs/<group>/`).
+    """
+
+    def __init__(self, name: str, dimension: str, filename: str, description: str = ""):
+        if dimension not in ("raw", "scw", "obs"):
+            raise ValueError(f"dataset {name}: unknown dimension {dimension!r}")
+        self.name, self.dimension, self.filename, self.description = name, dimension, filename, description
+
+    def __repr__(self):
+        return f"DatasetType({self.name!r}, {self.dimension!r}, {self.filename!r})"
+
+
+DATASETS: dict[str, DatasetType] = {}
+PRODUCERS: dict[str, type] = {}
+
+
+def register_dataset(name: str, dimension: str, filename: str, description: str = "") -> DatasetType:
+    """Declare a dataset type once; re-declaring it identically is allowed."""
+    dt = DatasetType(name, dimension, filename, description)
+    old = DATASETS.get(name)
+    if old is not None and (old.dimension, old.filename) != (dimension, filename):
+        raise ValueError(f"dataset {name} already declared as {old}")
+    DATASETS[name] = dt
+    return dt
+
+
+# --------------------------------------------------------------------------- targets
+
+_VERIFIED: dict[tuple, tuple[bool, str | None, str]] = {}
+
+
+def _verify_file(path: Path) -> tuple[bool, str | None, str]:
+    """(whole and checksums good, fingerprint keyword, problem) for a file; cached by stat."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return False, None, "missing"
+    key = (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
+    hit = _VERIFIED.get(key)
+    if hit is not None:
+        return hit
+    try:
+        f = FitsFile(path)
+        problem = ""
+        for info in f.hdus:
+            ds, cs = f.verify_checksum(info)
+            if "bad" in (ds, cs):
+                problem = f"HDU {info.index} ({info.extname}) checksum {ds}/{cs}"
+                break
+        fp = f.hdus[0].header.get("ISDCFPRT")
+        result = (not problem, None if fp is None else str(fp), problem)
+    except FitsError as exc:
+        result = (False, None, str(exc))
+    if len(_VERIFIED) > 50000:
+        _VERIFIED.clear()
+    _VERIFIED[key] = result
+    return result
+
+
+class ProductTarget(luigi.Target):
+    """A product file that is complete only when whole and made with the expected fingerprint."""
+
+    def __init__(self, path: str | os.PathLike, fingerprint: str | None = None, check_whole: bool = True):
+        self.path = Path(path)
+        self.fingerprint = fingerprint
+        self.check_whole = check_whole
+
+    def exists(self) -> bool:
+        if not self.check_whole:
+            return self.path.is_file()
+        ok, fp, _ = _verify_file(self.path)
+        return ok and (self.fingerprint is None or fp == self.fingerprint)
+
+    def why_incomplete(self) -> str:
+        ok, fp, problem = _verify_file(self.path)
+        if not ok:
+            return problem
+        if self.fingerprint is not None and fp != self.fingerprint:
+            return f"stale: fingerprint {fp}, expected {self.fingerprint}"
+        return ""
+
+    def __repr__(self):
+        return f"ProductTarget({str(self.path)!r})"
+
+
+# --------------------------------------------------------------------------- tasks
+
+class IsdcTask(luigi.Task):
+    """Base of every isdc task. Subclasses declare data, not wiring (see module docstring)."""
+
+    archive = luigi.Parameter(description="archive root folder (input data, IC files)")
+    outdir = luigi.Parameter(description="output root folder of this run")
+    config = luigi.DictParameter(default={}, description="effective pipeline configuration")
+
+    inputs: ClassVar[dict[str, str]] = {}
+    outputs: ClassVar[dict[str, str]] = {}
+    algorithm_version: ClassVar[int] = 1
+    config_keys: ClassVar[tuple[str, ...]] = ()
+    ic_structures: ClassVar[tuple[tuple[str, str], ...]] = ()  # (instrument, structure)
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if cls.__dict__.get("outputs") and not callable(getattr(cls, "process", None)):
+            raise TypeError(f"{cls.__name__} declares outputs but defines no process(inputs) method")
+        for name in cls.__dict__.get("outputs", {}).values():
+            if name not in DATASETS:
+                raise ValueError(f"{cls.__name__}: output dataset {name} is not registered")
+            other = PRODUCERS.get(name)
+            if other is not None and other.__qualname__ != cls.__qualname__:
+                raise ValueError(f"dataset {name} produced by both {other.__name__} and {cls.__name__}")
+            PRODUCERS[name] = cls
+
+    # Dimension-specific subclasses (ScwTask, ObsTask) define `data_id() -> str` and
+    # `dataset_path(dataset) -> Path`; concrete tasks define `process(inputs) -> outputs`:
+    # the science wiring from in-memory input Products to one Product per declared output.
+
+    def producer_params(self, dataset: str) -> dict:
+        """Parameters for the task that produces `dataset` (by default the same data ID)."""
+        producer = PRODUCERS[dataset]
+        params = {name: getattr(self, name) for name, _ in self.get_params()
+                  if name in dict(producer.get_params())}
+        if producer is RawData:
+            params["dataset"] = dataset
+        return params
+
+    # ---- what luigi asks
+    def requires(self):
+        reqs = {}
+        for local, dataset in self.inputs.items():
+            producer = PRODUCERS.get(dataset)
+            if producer is None:
+                raise ValueError(f"{self.task_family}: no task produces input dataset {dataset}")
+            reqs[local] = producer(**self.producer_params(dataset))
+        return reqs
+
+    def output(self):
+        fp = self.fingerprint()
+        return {local: ProductTarget(self.dataset_path(ds), fp) for local, ds in self.outputs.items()}
+
+    # ---- fingerprint and provenance
+    def config_subset(self) -> dict:
+        return {k: config_value(self.config, k, None) for k in self.config_keys}
+
+    def ic_selection(self) -> list[dict]:
+        """Provenance records of the IC files this task uses ([] when it uses none)."""
+        return []
+
+    def input_fingerprints(self) -> dict[str, str]:
+        return {local: req.fingerprint() for local, req in self.requires().items()}
+
+    def fingerprint(self) -> str:
+        return canonical_digest({
+            "task": self.task_family,
+            "algorithm_version": self.algorithm_version,
+            "config": self.config_subset(),
+            "ic": self.ic_selection(),
+            "inputs": self.input_fingerprints(),
+        })
+
+    def provenance_rows(self, input_products: Mapping[str, Product]) -> dict[str, list]:
+        rows = {"KIND": [], "NAME": [], "LOCATION": [], "VERSION": [], "CHECKSUM": []}
+
+        def add(kind, name, loc, ver, cks):
+            for k, v in zip(rows, (kind, name, str(loc)[:256], int(ver), str(cks)[:32])):
+                rows[k].append(v)
+
+        fps = self.input_fingerprints()
+        for local, prod in input_products.items():
+            sums = ",".join(str(h.header.get("DATASUM", "")) for h in prod.hdus)
+            add("input", self.inputs[local], _relative(prod.path, self.roots()), 0, fps.get(local, "") or sums)
+        for ic in self.ic_selection():
+            add("ic", ic.get("structure", ""), ic.get("file", ""), ic.get("version", 0), ic.get("datasum", ""))
+        for k, v in self.config_subset().items():
+            add("config", k, json.dumps(v, sort_keys=True), 0, "")
+        add("software", "isdc", __version__, 0, "")
+        return rows
+
+    def roots(self) -> list[Path]:
+        return [Path(self.outdir), Path(self.archive)]
+
+    # ---- running
+    def read_inputs(self) -> dict[str, Product]:
+        out = {}
+        for local, req in self.requires().items():
+            path = req.dataset_path(self.inputs[local]) if isinstance(req, IsdcTask) else req.output().path
+            try:
+                out[local] = Product.read(path)
+            except (FitsError, TemplateError, OSError) as exc:
+                if isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS:
+                    raise TransientError(f"{self.data_id()}: reading {path}: {exc}") from exc
+                raise PermanentError(f"{self.data_id()}: input {self.inputs[local]} {path}: {exc}") from exc
+        return out
+
+    def quarantine_key(self) -> str:
+        return self.data_id()
+
+    def run(self):
+        started = _dt.datetime.now(_dt.timezone.utc)
+        fp = self.fingerprint()
+        qdir = Path(self.outdir) / "quarantine"
+        rec = quarantine.find(qdir, self.quarantine_key(), self.task_family)
+        if rec is not None and rec.get("fingerprint") == fp:
+            raise PermanentError(f"{self.data_id()} is quarantined: {rec.get('reason')}")
+        try:
+            inputs, outputs = self._attempt()
+        except PermanentError as exc:
+            quarantine.record(qdir, self.quarantine_key(), self.task_family, str(exc), fp)
+            log.error("quarantined %s (%s): %s", self.data_id(), self.task_family, exc)
+            raise
+        finished = _dt.datetime.now(_dt.timezone.utc)
+        self._write(inputs, outputs, fp, started, finished)
+        if rec is not None:
+            quarantine.clear(qdir, self.quarantine_key(), self.task_family)
+
+    def _attempt(self) -> tuple[dict[str, Product], dict[str, Product]]:
+        for attempt in range(RETRIES + 1):
+            try:
+                inputs = self.read_inputs()
+                empty = [p for p in inputs.values() if p.nowork]
+                if empty:
+                    raise NoWork(f"input has no work: {empty[0].nowork_reason}")
+                outputs = self.process(inputs)
+                missing = set(self.outputs) - set(outputs)
+                if missing:
+                    raise RuntimeError(f"{self.task_family}.process() did not return {sorted(missing)}")
+                return inputs, outputs
+            except NoWork as nw:
+                return {}, {local: Product.empty(str(nw)) for local in self.outputs}
+            except (FitsError, TemplateError, IdError) as exc:
+                raise PermanentError(f"{self.data_id()}: {exc}") from exc
+            except (TransientError, OSError) as exc:
+                transient = isinstance(exc, TransientError) or exc.errno in TRANSIENT_ERRNOS
+                if not transient or attempt == RETRIES:
+                    raise
+                log.warning("%s: transient error, retry %d/%d: %s", self.data_id(), attempt + 1, RETRIES, exc)
+                time.sleep(RETRY_DELAY_S * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _write(self, inputs: dict[str, Product], outputs: dict[str, Product], fp: str, started, finished) -> None:
+        rows = self.provenance_rows(inputs)
+        creator = f"{self.task_family} v{self.algorithm_version}"
+        prov = get_template("GNRL-PROV-HIS").table(rows, CREATOR=creator, ISDCFPRT=fp)
+        for local, product in outputs.items():
+            h = product.header
+            h["ISDCFPRT"] = (fp, "fingerprint: task, config, IC files, inputs")
+            h["CREATOR"] = (creator, "task that made this product")
+            h["ISDCVERS"] = (__version__, "isdc software version")
+            h["CONFDIGS"] = (canonical_digest(self.config_subset()), "digest of the configuration used")
+            h["HOSTNAME"] = (socket.gethostname()[:68], "host that made this product")
+            h["PRVSTART"] = (started.strftime("%Y-%m-%dT%H:%M:%S"), "processing start (UTC)")
+            h["PRVSTOP"] = (finished.strftime("%Y-%m-%dT%H:%M:%S"), "processing end (UTC)")
+            if not any(getattr(x, "name", "") == "GNRL-PROV-HIS" for x in product.hdus):
+                product.hdus.append(prov)
+            path = self.dataset_path(self.outputs[local])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            product.write(path)
+
+
+def _relative(path: Path | None, roots: list[Path]) -> str:
+    if path is None:
+        return ""
+    p = Path(path).resolve()
+    for r in roots:
+        try:
+            return str(p.relative_to(Path(r).resolve()))
+        except ValueError:
+            continue
+    return p.name
+
+
+class ScwTask(IsdcTask):
+    """A task keyed by one science window."""
+
+    scw = ScwIdParameter(description="science window RRRRPPPPSSSF.VVV")
+
+    def data_id(self) -> str:
+        return str(self.scw)
+
+    def dataset_path(self, dataset: str) -> Path:
+        dt = DATASETS[dataset]
+        if dt.dimension == "raw":
+            return _raw_dir(Path(self.archive), self.scw) / dt.filename
+        if dt.dimension == "scw":
+            return Path(self.outdir) / "scw" / str(self.scw) / dt.filename
+        raise ValueError(f"{self.task_family}: dataset {dataset} has dimension {dt.dimension}, not per-ScW")
+
+
+def _raw_dir(archive: Path, scw: ScwId) -> Path:
+    # Built only from a parsed ScwId: every component is digits.
+    return archive / "scw" / f"{scw.revolution:04d}" / str(scw)
+
+
+class RawData(luigi.ExternalTask):
+    """Input data of a ScW in the archive (made by pre-processing or the simulator)."""
+
+    archive = luigi.Parameter()
+    scw = ScwIdParameter()
+    dataset = luigi.Parameter()
+
+    def output(self):
+        # Present is enough here: a damaged input must reach the task that reads it, which
+        # quarantines the ScW with the file and the problem named (a luigi "missing
+        # dependency" would say neither).
+        return ProductTarget(_raw_dir(Path(self.archive), self.scw) / DATASETS[self.dataset].filename, check_whole=False)
+
+    def fingerprint(self) -> str:
+        """Raw data change (e.g. more NRT telemetry) -> every product made from them is stale."""
+        path = self.output().path
+        try:
+            f = FitsFile(path)
+            sums = [str(h.header.get("DATASUM", "")) for h in f.hdus]
+        except FitsError:
+            sums = ["unreadable"]
+        return canonical_digest({"raw": DATASETS[self.dataset].filename, "datasums": sums})
+
+
+def raw_input(dataset: str) -> None:
+    """Make RawData the producer of a raw dataset type."""
+    if DATASETS[dataset].dimension != "raw":
+        raise ValueError(f"{dataset} is not a raw dataset")
+    PRODUCERS[dataset] = RawData
+
+
+def safe_group(name: str) -> str:
+    return safe_name(name, "observation group name")
