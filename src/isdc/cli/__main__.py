@@ -1,0 +1,5 @@
+import sys
+
+from isdc.cli import main
+
+sys.exit(main())
