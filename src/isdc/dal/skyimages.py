@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from isdc.dal.fitsfile import FitsError, FitsFile, Image
 
-__all__ = ["SkyImageSet", "read_sky_images"]
+__all__ = ["SkyImageSet", "read_sky_images", "write_sky_images", "IMATYPE_UNITS"]
 
 
 @dataclass
@@ -55,3 +55,41 @@ def read_sky_images(path: str | os.PathLike) -> list[SkyImageSet]:
         if "SIGNIFICANCE" not in s.maps:
             raise FitsError(f"{f.path}: band {s.e_min:g}-{s.e_max:g} keV has no SIGNIFICANCE map")
     return [sets[k] for k in sorted(sets)]
+
+
+IMATYPE_UNITS = {"INTENSITY": "count/s", "VARIANCE": "(count/s)**2", "SIGNIFICANCE": "sigma", "EXPOSURE": "s",
+                 "RESIDUAL": "sigma"}
+IMATYPE_ORDER = ("INTENSITY", "VARIANCE", "SIGNIFICANCE", "EXPOSURE", "RESIDUAL")
+
+
+def write_sky_images(path: str | os.PathLike, sets: list[SkyImageSet], structure: str,
+                     primary_keywords: dict | None = None, durable: bool = True):
+    """Write sky images in the OSA layout: GROUPING index `<structure>-IDX` + one HDU per map.
+
+    `structure` is 'ISGR-SKY.-IMA' or 'ISGR-MOSA-IMA'; every map is made from (and
+    validated against) that template; WCS and other keywords come from each map's header.
+    """
+    from isdc.dal.grouping import Grouping, write_group_file
+    from isdc.dal.templates import get as get_template, validate_hdu
+
+    tmpl = get_template(structure)
+    members, imatypes, emins, emaxs = [], [], [], []
+    for s in sets:
+        for imatype in sorted(s.maps, key=lambda k: IMATYPE_ORDER.index(k) if k in IMATYPE_ORDER else 99):
+            src = s.maps[imatype]
+            kw = {k: src.header[k] for k in src.header if k and k not in ("EXTNAME", "TEMPLATE", "TEMPLVER", "COMMENT",
+                                                                          "HISTORY") and not k.startswith("GRP")}
+            kw.update(EXTVER=len(members) + 1, IMATYPE=imatype, E_MIN=float(s.e_min), E_MAX=float(s.e_max),
+                      BUNIT=IMATYPE_UNITS.get(imatype, str(src.header.get("BUNIT", ""))))
+            img = tmpl.image(src.data.astype("float32"), **kw)
+            validate_hdu(img, f"{path} {imatype} {s.e_min:g}-{s.e_max:g} keV")
+            members.append(img)
+            imatypes.append(imatype)
+            emins.append(s.e_min)
+            emaxs.append(s.e_max)
+    g = Grouping(f"{structure}-IDX", aux={"IMATYPE": "32A", "E_MIN": "1E", "E_MAX": "1E"})
+    primary = Image()
+    for k, v in (primary_keywords or {}).items():
+        primary.header[k] = v
+    return write_group_file(path, g, members, aux={"IMATYPE": imatypes, "E_MIN": emins, "E_MAX": emaxs},
+                            primary=primary, durable=durable)
