@@ -46,6 +46,7 @@ from isdc.dal.fitsfile import ColumnSpec, FitsError, FitsFile, HDUInfo, Image, T
 
 __all__ = [
     "GroupingError",
+    "LocationError",
     "OutsideRootError",
     "Member",
     "Grouping",
@@ -96,8 +97,12 @@ class GroupingError(FitsError):
     """A grouping that cannot be built, read or resolved; the message names file and problem."""
 
 
-class OutsideRootError(GroupingError):
-    """A well-formed relative location that leads outside the allowed root folder."""
+class LocationError(GroupingError):
+    """A member or group location that is refused: not a relative file URL, or outside the root."""
+
+
+class OutsideRootError(LocationError):
+    """A well-formed relative location that leads (or links) outside the allowed root folder."""
 
 
 # --------------------------------------------------------------------------- members
@@ -387,7 +392,7 @@ class Grouping:
         for card in self.header.cards:
             h.append(card, end=True)
         for i, (loc, uri) in enumerate(zip(self._cols["MEMBER_LOCATION"], self._cols["MEMBER_URI_TYPE"])):
-            loc, uri = str(loc).strip(), str(uri).strip()
+            loc, uri = str(loc).strip(" "), str(uri).strip(" ")
             if loc:
                 _location_path(loc, f"{where} row {i + 1}")
             if uri not in ("", "URL") or (loc and uri != "URL"):
@@ -436,7 +441,7 @@ class Grouping:
                     if null not in (None, 0):
                         col = np.where(col == int(null), 0, col)
                 else:
-                    col = np.char.strip(col.astype(str)) if col.size else np.zeros(0, dtype="U1")
+                    col = np.char.strip(col.astype(str), " ") if col.size else np.zeros(0, dtype="U1")
             else:
                 col = np.zeros(n, dtype=np.int64) if name in ("MEMBER_VERSION", "MEMBER_POSITION") else np.full(n, "", dtype="U1")
             g._cols[name] = col
@@ -514,7 +519,7 @@ def group_pointers(header: fits.Header, where: str = "") -> list[GroupPointer]:
         loc = header.get(f"GRPLC{n}", "")
         if not isinstance(loc, str):
             raise GroupingError(f"{where}: GRPLC{n} = {loc!r} is not a string")
-        loc = loc.strip()
+        loc = loc.strip(" ")
         if v < 0 and not loc:
             raise GroupingError(f"{where}: {key} = {v} names a group in another file but GRPLC{n} is missing")
         out.append(GroupPointer(n, int(v), loc))
@@ -583,26 +588,28 @@ def _location_path(location: str, where: str) -> str:
     """The relative POSIX path a location URL stands for; GroupingError for anything else.
 
     Only relative file URLs are allowed: no scheme (file:, http:...), no absolute or
-    network path ('/x', '//host/x'), no query or fragment, no control characters or NUL,
-    percent escapes decoded (and checked again after decoding).
+    network path ('/x', '//host/x'), no query or fragment, no control characters, NUL or
+    backslash; percent escapes are decoded and the decoded path is checked again.
     """
     if not isinstance(location, str):
-        raise GroupingError(f"{where}: location {location!r} is not text")
-    loc = location.strip()
+        raise LocationError(f"{where}: location {location!r} is not text")
+    loc = location.strip(" ")  # FITS pads with blanks; other white space is refused below
     try:
         decoded = urllib.parse.unquote(loc, errors="strict")
     except UnicodeDecodeError as exc:
-        raise GroupingError(f"{where}: location {location!r}: bad percent escape ({exc})") from None
+        raise LocationError(f"{where}: location {location!r}: bad percent escape ({exc})") from None
+    # URL syntax is judged on the text as written (an escaped ':' or '?' is a plain
+    # character of a file name); what the path means is judged again after decoding.
+    if _SCHEME.match(loc):
+        raise LocationError(f"{where}: location {location!r} is an absolute URL; only relative file locations are allowed")
+    if "?" in loc or "#" in loc:
+        raise LocationError(f"{where}: location {location!r} has a query or fragment; only plain file locations are allowed")
     for text in (loc, decoded):
         problem = _bad_chars(text)
         if problem:
-            raise GroupingError(f"{where}: location {location!r} contains a {problem}")
-        if _SCHEME.match(text):
-            raise GroupingError(f"{where}: location {location!r} is an absolute URL; only relative file locations are allowed")
+            raise LocationError(f"{where}: location {location!r} contains a {problem}")
         if text.startswith("/"):
-            raise GroupingError(f"{where}: location {location!r} is an absolute path; only relative file locations are allowed")
-        if "?" in text or "#" in text:
-            raise GroupingError(f"{where}: location {location!r} has a query or fragment; only plain file locations are allowed")
+            raise LocationError(f"{where}: location {location!r} is an absolute path; only relative file locations are allowed")
     return decoded
 
 
@@ -660,9 +667,7 @@ def relative_location(from_file: str | os.PathLike, to_file: str | os.PathLike, 
     if a == b:
         return ""
     rel = os.path.relpath(b, os.path.dirname(a)).replace(os.sep, "/")
-    loc = urllib.parse.quote(rel, safe="/")
-    if _SCHEME.match(loc):  # a first segment with ':' would read as a scheme
-        loc = "./" + loc
+    loc = urllib.parse.quote(rel, safe="/")  # ':' is escaped too, so no name reads as a scheme
     if len(loc) > _WIDTH["MEMBER_LOCATION"]:
         raise GroupingError(f"location of {to_file} from {from_file} is {len(loc)} characters, MEMBER_LOCATION holds 256")
     return loc

@@ -33,6 +33,7 @@ from isdc.dal.grouping import (
     FileCache,
     Grouping,
     GroupingError,
+    LocationError,
     Member,
     OutsideRootError,
     group_pointers,
@@ -304,7 +305,7 @@ class _Verifier:
             try:
                 t = resolve_member(ff.path, m, root, self.open)
             except GroupingError as exc:
-                ml.at, ml.status = m.location or "?", "MISSING"
+                ml.at, ml.status = m.location or "?", "REFUSED" if isinstance(exc, LocationError) else "MISSING"
                 self.add(ERROR, shown, label, f"{where} does not resolve: {_strip(str(exc), ff.path)}")
                 continue
             other = t.path != ff.path
@@ -334,6 +335,9 @@ class _Verifier:
                     gpath = resolve_location(ff.path, p.location, root)
                 except OutsideRootError:
                     self.add(WARNING, shown, label, f"{p}: parent group lies outside the root folder {root}: not checked")
+                    continue
+                except GroupingError as exc:
+                    self.add(ERROR, shown, label, f"{p}: {_strip(str(exc), ff.path)}")
                     continue
                 if not gpath.is_file():
                     self.add(WARNING, shown, label, f"{p}: parent group file is not present: not checked")
