@@ -17,6 +17,13 @@ class IdError(ValueError):
     """An identifier that does not follow its documented format."""
 
 
+def _show(value: object) -> str:
+    """The offending value for an error message: its repr, shortened when it is long (a
+    megabyte of garbage should not become a megabyte of log)."""
+    r = repr(value)
+    return r if len(r) <= 80 else f"{r[:60]}... ({len(value) if isinstance(value, str) else len(r)} characters)"
+
+
 # [0-9] rather than \d: \d also matches non-ASCII digits such as '٣'.
 _SCW_RE = re.compile(r"([0-9]{4})([0-9]{4})([0-9]{3})([01])(?:\.([0-9]{3}))?")
 _VERSION_RE = re.compile(r"[0-9]{3}")
@@ -31,7 +38,7 @@ class Version:
 
     def __post_init__(self):
         if not isinstance(self.number, int) or isinstance(self.number, bool) or not 0 <= self.number <= 999:
-            raise IdError(f"version must be an integer 0..999, got {self.number!r}")
+            raise IdError(f"version must be an integer 0..999, got {_show(self.number)}")
 
     @classmethod
     def parse(cls, text: str | int | "Version") -> "Version":
@@ -43,7 +50,7 @@ class Version:
         if s.startswith("."):
             s = s[1:]
         if not _VERSION_RE.fullmatch(s):
-            raise IdError(f"invalid data version {text!r}: expected three digits such as 000 (NRT) or 001 (CONS)")
+            raise IdError(f"invalid data version {_show(text)}: expected three digits such as 000 (NRT) or 001 (CONS)")
         return cls(int(s))
 
     def __str__(self) -> str:
@@ -66,7 +73,7 @@ class Revolution:
 
     def __post_init__(self):
         if not isinstance(self.number, int) or isinstance(self.number, bool) or not 0 <= self.number <= 9999:
-            raise IdError(f"revolution must be an integer 0..9999, got {self.number!r}")
+            raise IdError(f"revolution must be an integer 0..9999, got {_show(self.number)}")
 
     @classmethod
     def parse(cls, text: str | int | "Revolution") -> "Revolution":
@@ -76,7 +83,7 @@ class Revolution:
             return cls(text)
         s = str(text)
         if not re.fullmatch(r"[0-9]{1,4}", s):
-            raise IdError(f"invalid revolution {text!r}: expected 1 to 4 digits, e.g. 0665")
+            raise IdError(f"invalid revolution {_show(text)}: expected 1 to 4 digits, e.g. 0665")
         return cls(int(s))
 
     def __str__(self) -> str:
@@ -101,7 +108,7 @@ class ScwId:
         for name, hi in (("revolution", 9999), ("pointing", 9999), ("subnumber", 999), ("type", 1)):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= hi:
-                raise IdError(f"ScW {name} must be an integer 0..{hi}, got {v!r}")
+                raise IdError(f"ScW {name} must be an integer 0..{hi}, got {_show(v)}")
         if not isinstance(self.version, Version):
             object.__setattr__(self, "version", Version.parse(self.version))
 
@@ -119,18 +126,18 @@ class ScwId:
         m = _SCW_RE.fullmatch(text)
         if not m:
             raise IdError(
-                f"invalid ScW ID {text!r}: expected RRRRPPPPSSSF.VVV, 12 digits (revolution, "
+                f"invalid ScW ID {_show(text)}: expected RRRRPPPPSSSF.VVV, 12 digits (revolution, "
                 "pointing, sub-number, type 0/1) and a 3-digit version, e.g. 066500230010.001"
             )
         rev, pnt, sub, typ, ver = m.groups()
         if ver is None:
             if version is None:
-                raise IdError(f"ScW ID {text!r} has no version: write RRRRPPPPSSSF.VVV (e.g. {text}.001)")
+                raise IdError(f"ScW ID {_show(text)} has no version: write RRRRPPPPSSSF.VVV (e.g. {text}.001)")
             v = Version.parse(version)
         else:
             v = Version.parse(ver)
             if version is not None and Version.parse(version) != v:
-                raise IdError(f"ScW ID {text!r} carries version {ver}, but version {version} was asked for")
+                raise IdError(f"ScW ID {_show(text)} carries version {ver}, but version {version} was asked for")
         return cls(int(rev), int(pnt), int(sub), int(typ), v)
 
     @property
@@ -166,7 +173,7 @@ class ObsId:
 
     def __post_init__(self):
         if not isinstance(self.text, str) or not _OBS_RE.fullmatch(self.text):
-            raise IdError(f"invalid observation ID {self.text!r}: expected 8 digits AAPPPPOO, e.g. 02200010")
+            raise IdError(f"invalid observation ID {_show(self.text)}: expected 8 digits AAPPPPOO, e.g. 02200010")
 
     @classmethod
     def parse(cls, text: str | "ObsId") -> "ObsId":
@@ -203,6 +210,6 @@ def safe_name(text: str, what: str = "name") -> str:
     """
     if not isinstance(text, str) or not _NAME_RE.fullmatch(text):
         raise IdError(
-            f"invalid {what} {text!r}: use 1-64 letters, digits, '_', '+' or '-', starting with a letter or digit"
+            f"invalid {what} {_show(text)}: use 1-64 letters, digits, '_', '+' or '-', starting with a letter or digit"
         )
     return text

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import gzip
 import io
+import zlib
 import os
 import re
 import tempfile
@@ -39,10 +40,14 @@ __all__ = [
     "ones_complement_sum",
     "encode_checksum",
     "atomic_path",
+    "native_dtype",
+    "native_column",
+    "UNSIGNED_ZERO",
 ]
 
 BLOCK = 2880
 CARD = 80
+_CHUNK = 1 << 20  # bytes of table rows decoded at a time (see FitsFile._row_chunks)
 
 
 class FitsError(Exception):
@@ -105,7 +110,8 @@ _STRUCTURAL = re.compile(
     r"^(SIMPLE|XTENSION|BITPIX|NAXIS\d*|PCOUNT|GCOUNT|TFIELDS|EXTEND|TTYPE\d+|TFORM\d+|TUNIT\d+|TNULL\d+|"
     r"TZERO\d+|TSCAL\d+|TDIM\d+|THEAP|CHECKSUM|DATASUM|END|BSCALE|BZERO)$"
 )
-_UNSIGNED_ZERO = {"B": -128, "I": 32768, "J": 2**31, "K": 2**63}
+# TZERO of the integer columns that hold unsigned values (signed bytes for B)
+UNSIGNED_ZERO = {"B": -128, "I": 32768, "J": 2**31, "K": 2**63}
 
 
 def parse_tform(tform: str) -> tuple[int, str, str]:
@@ -146,10 +152,11 @@ class ColumnSpec:
         if code in "PQX":
             raise FitsError(f"column {self.name}: TFORM {self.tform} is not supported by the fast writer")
         base = np.dtype(_CODE_DTYPE[code])
-        if rep == 1:
-            return base
-        shape = tuple(reversed(self.tdim)) if self.tdim else (rep,)
-        return np.dtype((base, shape))
+        if self.tdim:
+            if int(np.prod(self.tdim)) != rep:
+                raise FitsError(f"column {self.name}: TDIM {self.tdim} holds {int(np.prod(self.tdim))} values, TFORM {self.tform} {rep}")
+            return np.dtype((base, tuple(reversed(self.tdim)))) if rep != 1 else base
+        return base if rep == 1 else np.dtype((base, (rep,)))
 
     @classmethod
     def infer(cls, name: str, arr: np.ndarray, unit: str | None = None) -> "ColumnSpec":
@@ -170,11 +177,154 @@ class ColumnSpec:
         if code is None:
             raise FitsError(f"column {name}: no FITS type for dtype {dt}")
         if dt.kind == "u" and dt.itemsize > 1:
-            tzero = _UNSIGNED_ZERO[code]
+            tzero = UNSIGNED_ZERO[code]
         if dt.kind == "i" and dt.itemsize == 1:
-            tzero = _UNSIGNED_ZERO["B"]
+            tzero = UNSIGNED_ZERO["B"]
         tdim = tuple(reversed(cell_shape)) if len(cell_shape) > 1 else None
         return cls(name, f"{rep}{code}", unit, tzero=tzero, tdim=tdim)
+
+
+# Integer columns and images that hold unsigned (or, for bytes, signed) values use the
+# standard TZERO/BZERO offset; stored = physical - zero is then the same as flipping the
+# top bit, which numpy does at memory speed. (code, zero) -> (physical dtype, stored dtype)
+_FLIP = {(code, UNSIGNED_ZERO[code]): types for code, types in
+         {"B": (np.int8, np.uint8), "I": (np.uint16, np.int16), "J": (np.uint32, np.int32),
+          "K": (np.uint64, np.int64)}.items()}
+_STORED_RANGE = {"B": (0, 255), "I": (-(2**15), 2**15 - 1), "J": (-(2**31), 2**31 - 1), "K": (-(2**63), 2**63 - 1)}
+_NATIVE = {"L": np.bool_, "B": np.uint8, "I": np.int16, "J": np.int32, "K": np.int64, "E": np.float32,
+           "D": np.float64, "C": np.complex64, "M": np.complex128}
+
+
+def _flip_top_bit(arr: np.ndarray, to_dtype, copy: bool = True) -> np.ndarray:
+    """`arr` with the top bit of each value flipped, viewed as `to_dtype` (same size).
+
+    With copy=False, `arr` must be a contiguous native array the caller owns: it is changed.
+    """
+    out = np.array(arr, dtype=arr.dtype.newbyteorder("="), copy=True, order="C") if copy else arr
+    u = out.view(f"u{out.dtype.itemsize}")
+    u ^= u.dtype.type(1 << (8 * out.dtype.itemsize - 1))
+    return u.view(to_dtype)
+
+
+def _scaled(spec: ColumnSpec) -> bool:
+    """True for columns whose physical values are stored scaled (TSCAL, or an offset that is
+    not the standard unsigned-integer one): their values are float64 in memory."""
+    zero, scal = spec.tzero or 0, 1 if spec.tscal is None else spec.tscal
+    if (zero, scal) == (0, 1):
+        return False
+    return not (scal == 1 and (spec.code, zero) in _FLIP)
+
+
+def native_dtype(spec: ColumnSpec) -> np.dtype:
+    """The numpy dtype of one value of column `spec` in memory (what `FitsFile.table` returns).
+
+    L -> bool, B -> uint8 (int8 with TZERO -128), I/J/K -> int16/32/64 (uint16/32/64 with
+    the unsigned TZERO), E/D -> float32/64, C/M -> complex, A -> str, scaled columns -> float64.
+    """
+    code = spec.code
+    if code == "A":
+        return np.dtype(f"U{max(spec.repeat, 1)}")
+    if code in "PQX":
+        raise FitsError(f"column {spec.name}: TFORM {spec.tform} has no fixed-width numpy type")
+    if _scaled(spec):
+        return np.dtype(np.float64)
+    if spec.tzero:
+        return np.dtype(_FLIP[(code, spec.tzero)][0])
+    return np.dtype(_NATIVE[code])
+
+
+def _int_range(values: np.ndarray) -> tuple[int, int]:
+    return int(values.min()), int(values.max())
+
+
+def native_column(values, spec: ColumnSpec) -> np.ndarray:
+    """`values` checked and cast for column `spec`: shape (nrows,) + cell shape, native dtype.
+
+    Casting rules (no silent change of meaning): integers and booleans go into integer
+    and float columns; floats never go into integer columns (round them yourself) unless
+    the column is scaled (TSCAL); booleans only into L; ASCII text only into A. Values
+    outside the range of the column's type and text longer than the column are refused.
+    Raises FitsError naming the column and the problem.
+    """
+    arr = np.asarray(values)
+    name, code = spec.name, spec.code
+    if arr.ndim == 0:
+        raise FitsError(f"column {name}: a scalar {arr!r}, expected one value per row")
+    if code == "A":
+        if arr.size == 0:
+            return arr.astype(native_dtype(spec)).reshape(len(arr))
+        if arr.dtype.kind not in "SU":
+            raise FitsError(f"column {name}: {arr.dtype} values in text column {spec.tform}")
+        if arr.ndim != 1:
+            raise FitsError(f"column {name}: text cells of shape {arr.shape[1:]}, expected one string per row")
+        if arr.dtype.kind == "U":
+            try:
+                encoded = np.char.encode(arr, "ascii")
+            except UnicodeEncodeError as exc:
+                raise FitsError(f"column {name}: text is not ASCII: {exc}") from None
+        else:
+            encoded = arr
+        if encoded.dtype.itemsize > spec.repeat:
+            longest = int(np.char.str_len(encoded).max())
+            if longest > spec.repeat:
+                raise FitsError(f"column {name}: text of {longest} characters, {spec.tform} holds {spec.repeat}")
+        return arr
+    cell = spec.file_dtype().shape
+    if arr.size == 0 and arr.ndim == 1:
+        arr = arr.reshape((0,) + cell)
+    if arr.shape[1:] != cell:
+        raise FitsError(f"column {name}: cells of shape {arr.shape[1:]}, {spec.tform} wants {cell}")
+    target = native_dtype(spec)
+    if arr.size == 0:  # an empty list is float64 to numpy: the type of no values does not matter
+        return arr.astype(target)
+    kind = arr.dtype.kind
+    if kind not in "biufc":
+        raise FitsError(f"column {name}: cannot store {arr.dtype} values in {spec.tform}")
+    if code == "L":
+        if kind != "b":
+            raise FitsError(f"column {name}: {arr.dtype} values in logical column {spec.tform}: give booleans")
+        return arr
+    if kind == "c" and target.kind != "c":
+        raise FitsError(f"column {name}: complex values in real column {spec.tform}")
+    if target.kind in "iu":
+        if kind in "fc":
+            raise FitsError(f"column {name}: {arr.dtype} values in integer column {spec.tform}: round them first")
+        if arr.size and not np.can_cast(arr.dtype, target, "safe"):
+            lo, hi = _int_range(arr)
+            info = np.iinfo(target)
+            if lo < info.min or hi > info.max:
+                raise FitsError(f"column {name}: values {lo}..{hi} do not fit {spec.tform} ({target}, {info.min}..{info.max})")
+    elif target.kind == "f" and kind in "fc" and arr.dtype.itemsize > target.itemsize and arr.size:
+        big = np.finfo(target).max
+        lo, hi = arr.min(), arr.max()
+        if not (-big <= lo and hi <= big):  # NaN, inf or a real overflow: look closer
+            finite = arr[np.isfinite(arr)]
+            if finite.size and (finite.min() < -big or finite.max() > big):
+                raise FitsError(
+                    f"column {name}: values {finite.min():g}..{finite.max():g} overflow {spec.tform} ({target})"
+                )
+    return arr.astype(target, copy=False)
+
+
+def _stored_column(arr: np.ndarray, spec: ColumnSpec) -> np.ndarray:
+    """Native column values (from `native_column`) as the file stores them (before byte order)."""
+    code = spec.code
+    if code == "A":
+        return np.char.encode(arr, "ascii") if arr.dtype.kind == "U" else arr
+    if code == "L":
+        return np.where(arr, np.uint8(ord("T")), np.uint8(ord("F")))
+    if not _scaled(spec):
+        if spec.tzero:
+            return _flip_top_bit(arr, _FLIP[(code, spec.tzero)][1])
+        return arr
+    zero, scal = spec.tzero or 0, 1 if spec.tscal is None else spec.tscal
+    stored = (arr.astype(np.float64) - zero) / scal
+    if code in "BIJK":
+        stored = np.round(stored)
+        lo, hi = _STORED_RANGE[code]
+        if stored.size and not (np.isfinite(stored).all() and stored.min() >= lo and stored.max() <= hi):
+            raise FitsError(f"column {spec.name}: scaled values outside {lo}..{hi} of {spec.tform} (TZERO {zero}, TSCAL {scal})")
+    return stored
 
 
 @dataclass
@@ -190,6 +340,9 @@ class Table:
             self.header = fits.Header(self.header)
         if self.specs is None:
             self.specs = [ColumnSpec.infer(k, np.asarray(v)) for k, v in self.columns.items()]
+        scalars = [k for k, v in self.columns.items() if np.ndim(v) == 0]
+        if scalars:
+            raise FitsError(f"table {self.name}: columns {scalars} are scalars, expected one value per row")
         lengths = {len(v) for v in self.columns.values()}
         if len(lengths) > 1:
             raise FitsError(f"table {self.name}: columns of different lengths {sorted(lengths)}")
@@ -234,6 +387,9 @@ class Image:
 # --------------------------------------------------------------------------- writing
 
 _BITPIX = {("u", 1): 8, ("i", 2): 16, ("i", 4): 32, ("i", 8): 64, ("f", 4): -32, ("f", 8): -64}
+# dtype (kind, size) -> (BZERO, stored dtype); the reader maps (BITPIX, BZERO) back.
+_IMAGE_OFFSET = {("i", 1): (-128, np.uint8), ("u", 2): (32768, np.int16), ("u", 4): (2**31, np.int32),
+                 ("u", 8): (2**63, np.int64)}
 
 
 def _card_header(cards: list[tuple], user: fits.Header | None) -> fits.Header:
@@ -267,13 +423,15 @@ def _image_bytes(img: Image, primary: bool) -> tuple[fits.Header, bytes | memory
             cards += [("PCOUNT", 0, "required"), ("GCOUNT", 1, "required")]
         return _card_header(cards, img.header), b""
     data = np.asarray(data)
+    if data.ndim == 0 or data.ndim > 999:
+        raise FitsError(f"image {img.name}: data of {data.ndim} dimensions, FITS images have 1 to 999")
     if data.dtype == bool:
         data = data.astype(np.uint8)
     kind = (data.dtype.kind, data.dtype.itemsize)
-    if kind == ("u", 2):
-        data, bzero, kind = (data.astype(np.int32) - 32768).astype(np.int16), 32768, ("i", 2)
-    elif kind == ("u", 4):
-        data, bzero, kind = (data.astype(np.int64) - 2**31).astype(np.int32), 2**31, ("i", 4)
+    if kind in _IMAGE_OFFSET:  # unsigned (or signed byte) integers: the standard BZERO offset
+        bzero, stored = _IMAGE_OFFSET[kind]
+        data = _flip_top_bit(data, stored)
+        kind = (data.dtype.kind, data.dtype.itemsize)
     if kind not in _BITPIX:
         raise FitsError(f"image {img.name}: no FITS BITPIX for dtype {data.dtype}")
     cards = [("SIMPLE", True, "conforms to FITS standard")] if primary else [("XTENSION", "IMAGE", "image extension")]
@@ -287,35 +445,26 @@ def _image_bytes(img: Image, primary: bool) -> tuple[fits.Header, bytes | memory
     if bzero is not None:
         cards += [("BSCALE", 1, "physical = BZERO + BSCALE * stored"), ("BZERO", bzero, "offset for unsigned integers")]
     be = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder(">"))
-    return _card_header(cards, img.header), memoryview(be).cast("B")
+    return _card_header(cards, img.header), memoryview(be.reshape(-1).view(np.uint8))
 
 
 def _pack_table(tab: Table) -> np.ndarray:
-    fields = [(s.name, s.file_dtype()) for s in tab.specs]
+    """The table as one big-endian record array, ready to be written."""
+    declared = {s.name for s in tab.specs}
     missing = [s.name for s in tab.specs if s.name not in tab.columns]
     if missing:
         raise FitsError(f"table {tab.name}: no data for declared columns {missing}")
-    out = np.empty(tab.nrows, dtype=np.dtype(fields))
+    undeclared = [k for k in tab.columns if k not in declared]
+    if undeclared:
+        raise FitsError(f"table {tab.name}: columns {undeclared} have no ColumnSpec")
+    out = np.empty(tab.nrows, dtype=np.dtype([(s.name, s.file_dtype()) for s in tab.specs]))
     for s in tab.specs:
-        col = np.asarray(tab.columns[s.name])
-        code = s.code
-        if code == "A":
-            if col.dtype.kind == "U":
-                col = np.char.encode(col, "ascii")
-            out[s.name] = col
-            continue
-        if code == "L":
-            col = np.where(np.asarray(col, dtype=bool), ord("T"), ord("F")).astype("i1")
-        elif s.tzero not in (None, 0) or s.tscal not in (None, 1):
-            zero = s.tzero or 0
-            scal = s.tscal or 1
-            if code in "BIJK" and scal == 1 and float(zero).is_integer():
-                col = col.astype(np.int64) - int(zero) if code != "K" else (col.astype(np.uint64) - np.uint64(int(zero) % 2**64)).view(np.int64)
-            else:
-                col = (np.asarray(col, dtype=np.float64) - zero) / scal
-                if code in "BIJK":
-                    col = np.round(col)
-        out[s.name] = col.reshape((tab.nrows,) + out.dtype[s.name].shape)
+        try:
+            out[s.name] = _stored_column(native_column(tab.columns[s.name], s), s)
+        except FitsError as exc:
+            raise FitsError(f"table {tab.name}: {exc}") from None
+        except (ValueError, TypeError) as exc:  # a value numpy cannot convert
+            raise FitsError(f"table {tab.name}: column {s.name}: {exc}") from exc
     return out
 
 
@@ -345,7 +494,8 @@ def _table_bytes(tab: Table) -> tuple[fits.Header, memoryview]:
             cards.append((f"TSCAL{i}", s.tscal, "scale"))
         if s.tdim:
             cards.append((f"TDIM{i}", "(" + ",".join(str(d) for d in s.tdim) + ")", ""))
-    return _card_header(cards, tab.header), memoryview(rec).cast("B")
+    raw = rec.view(np.uint8) if rec.dtype.itemsize else np.empty(0, np.uint8)
+    return _card_header(cards, tab.header), memoryview(raw)
 
 
 def _finish_header(h: fits.Header, data: bytes | memoryview) -> tuple[bytes, int]:
@@ -355,11 +505,18 @@ def _finish_header(h: fits.Header, data: bytes | memoryview) -> tuple[bytes, int
     h["DATE"] = (h.get("DATE") or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"), "file creation date (UTC)")
     h["CHECKSUM"] = ("0" * 16, "HDU checksum")
     h["DATASUM"] = (str(datasum), "data unit checksum")
-    text = h.tostring(sep="", endcard=True, padding=True).encode("ascii")
+    text = _header_text(h)
     total = ones_complement_sum(text, datasum)
     h["CHECKSUM"] = (encode_checksum(total), "HDU checksum")
-    text = h.tostring(sep="", endcard=True, padding=True).encode("ascii")
-    return text, datasum
+    return _header_text(h), datasum
+
+
+def _header_text(h: fits.Header) -> bytes:
+    # A comment that does not fit in its 80-character card is cut short; comments are
+    # for people, and a long value must not make a product unwritable.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Card is too long, comment will be truncated")
+        return h.tostring(sep="", endcard=True, padding=True).encode("ascii")
 
 
 def atomic_path(path: Path) -> tuple[int, str]:
@@ -396,13 +553,17 @@ def write_fits(
         with os.fdopen(fd, "wb") as raw:
             out = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) if path.name.endswith(".gz") else raw
             for i, hdu in enumerate(hdus):
-                if isinstance(hdu, Table):
-                    h, data = _table_bytes(hdu)
-                elif isinstance(hdu, Image):
-                    h, data = _image_bytes(hdu, primary=(i == 0))
-                else:
+                if not isinstance(hdu, (Table, Image)):
                     raise FitsError(f"{path}: HDU {i} is a {type(hdu).__name__}, not a Table or Image")
-                text, _ = _finish_header(h, data)
+                try:
+                    if isinstance(hdu, Table):
+                        h, data = _table_bytes(hdu)
+                    else:
+                        h, data = _image_bytes(hdu, primary=(i == 0))
+                    text, _ = _finish_header(h, data)
+                except (FitsError, ValueError, TypeError, KeyError, OverflowError) as exc:
+                    # astropy refuses bad keywords with ValueError; name the file and the HDU
+                    raise FitsError(f"{path}: HDU {i} ({hdu.name or type(hdu).__name__}): {exc}") from exc
                 out.write(text)
                 if len(data):
                     out.write(data)
@@ -458,6 +619,12 @@ class HDUInfo:
         return self.data_offset + self.data_size + _pad(self.data_size)
 
 
+# What numpy and astropy raise on the values of a damaged header (VerifyError: a card
+# astropy cannot parse, found when its value is first used).
+_BAD_VALUE = (ValueError, KeyError, TypeError, IndexError, OverflowError, UnicodeError, MemoryError,
+              fits.verify.VerifyError)
+
+
 def _data_size(h: fits.Header) -> int:
     naxis = int(h.get("NAXIS", 0))
     if naxis == 0:
@@ -483,7 +650,7 @@ class FitsFile:
                     self._buf = f.read()
             else:
                 self._buf = None
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
             raise FitsError(f"{self.path}: cannot read: {exc}") from exc
         try:
             self.hdus = self._scan()
@@ -510,6 +677,64 @@ class FitsFile:
             raise FitsError(f"{self.path}: truncated: wanted {size} bytes at offset {offset}, file has {self._size()}")
         return b
 
+    def _fill(self, f, out: np.ndarray, offset: int) -> None:
+        """Read len(out) bytes at `offset` of the open raw file `f` into the uint8 array `out`."""
+        f.seek(offset)
+        view, got = memoryview(out), 0
+        while got < out.size:
+            n = f.readinto(view[got:])
+            if not n:
+                raise FitsError(
+                    f"{self.path}: truncated: wanted {out.size} bytes at offset {offset}, file has {self._size()}"
+                )
+            got += n
+
+    def _read_array(self, offset: int, size: int) -> np.ndarray:
+        """`size` bytes at `offset` as a uint8 array, read straight into numpy memory."""
+        if self._buf is not None:
+            if offset + size > len(self._buf):
+                raise FitsError(f"{self.path}: truncated: wanted {size} bytes at offset {offset}, file has {len(self._buf)}")
+            return np.frombuffer(self._buf, np.uint8, count=size, offset=offset)
+        out = np.empty(size, np.uint8)
+        with open(self.path, "rb", buffering=0) as f:
+            self._fill(f, out, offset)
+        return out
+
+    def _row_chunks(self, offset: int, nrows: int, width: int):
+        """(first row, uint8 array of whole rows) over a table's data, about 1 MiB at a time.
+
+        Decoding a chunk while it is in the CPU cache is what makes reading fast: each column
+        is gathered from the rows of the cache, not from main memory once per column.
+        """
+        step = max(1, _CHUNK // width)
+        if self._buf is not None:
+            if offset + nrows * width > len(self._buf):
+                raise FitsError(f"{self.path}: truncated: table data end beyond the file's {len(self._buf)} bytes")
+            for i0 in range(0, nrows, step):
+                m = min(step, nrows - i0)
+                yield i0, np.frombuffer(self._buf, np.uint8, count=m * width, offset=offset + i0 * width)
+            return
+        buf = np.empty(min(step, nrows) * width, np.uint8)
+        with open(self.path, "rb", buffering=0) as f:
+            for i0 in range(0, nrows, step):
+                m = min(step, nrows - i0)
+                self._fill(f, buf[: m * width], offset + i0 * width)
+                yield i0, buf[: m * width]
+
+    def _where(self, info: HDUInfo) -> str:
+        return f"{self.path}: HDU {info.index}" + (f" ({info.extname})" if info.extname else "")
+
+    def _guard(self, info: HDUInfo, what, *args):
+        """Run `what(*args)`; any error reading a damaged HDU becomes a FitsError naming file and HDU."""
+        try:
+            return what(*args)
+        except FitsError as exc:
+            if str(exc).startswith(str(self.path)):
+                raise
+            raise FitsError(f"{self._where(info)}: {exc}") from exc
+        except _BAD_VALUE as exc:
+            raise FitsError(f"{self._where(info)}: {type(exc).__name__}: {exc}") from exc
+
     def _scan(self) -> list[HDUInfo]:
         size = self._size()
         if size < BLOCK:
@@ -531,6 +756,13 @@ class FitsFile:
                         if not chunks and hdus and block.strip(b"\0 ") == b"":
                             return hdus  # trailing padding
                         raise FitsError(f"{self.path}: truncated header of HDU {len(hdus)} at byte {off}")
+                    if not chunks:  # say what is wrong before looking for an END that may not come
+                        if not hdus and not block.startswith(b"SIMPLE  ="):
+                            raise FitsError(f"{self.path}: not a FITS file (does not start with SIMPLE)")
+                        if hdus and not block.startswith(b"XTENSION="):
+                            if block.strip(b"\0 ") == b"":
+                                return hdus  # a block of fill after the last HDU
+                            raise FitsError(f"{self.path}: HDU {len(hdus)} at byte {start} does not start with XTENSION")
                     chunks.append(block)
                     off += BLOCK
                     if _has_end(block):
@@ -538,12 +770,6 @@ class FitsFile:
                     if len(chunks) > 10000:
                         raise FitsError(f"{self.path}: HDU {len(hdus)} header has no END card")
                 text = b"".join(chunks)
-                if not hdus and not text.startswith(b"SIMPLE  ="):
-                    raise FitsError(f"{self.path}: not a FITS file (does not start with SIMPLE)")
-                if hdus and not text.startswith(b"XTENSION="):
-                    if text.strip(b"\0 ") == b"":
-                        return hdus
-                    raise FitsError(f"{self.path}: HDU {len(hdus)} at byte {start} does not start with XTENSION")
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
@@ -552,11 +778,19 @@ class FitsFile:
                     raise FitsError(f"{self.path}: HDU {len(hdus)}: unreadable header: {exc}") from exc
                 try:
                     dsize = _data_size(h)
-                except (KeyError, ValueError, TypeError) as exc:
+                except _BAD_VALUE as exc:
                     raise FitsError(f"{self.path}: HDU {len(hdus)}: bad structural keyword: {exc}") from exc
                 if dsize < 0:
                     raise FitsError(f"{self.path}: HDU {len(hdus)}: negative data size")
                 info = HDUInfo(len(hdus), h, start, off, dsize)
+                try:  # what find() looks at must be readable
+                    info.extname, info.xtension
+                except _BAD_VALUE as exc:
+                    raise FitsError(f"{self.path}: HDU {len(hdus)}: unreadable EXTNAME or XTENSION: {exc}") from exc
+                try:
+                    info.extver
+                except _BAD_VALUE as exc:
+                    raise FitsError(f"{self.path}: HDU {len(hdus)}: EXTVER {h.get('EXTVER')!r} is not an integer") from exc
                 if off + dsize > size:
                     raise FitsError(
                         f"{self.path}: truncated: HDU {len(hdus)} ({info.extname}) declares {dsize} data bytes, "
@@ -587,9 +821,13 @@ class FitsFile:
     # ---- checksums
     def verify_checksum(self, info: HDUInfo) -> tuple[str, str]:
         """(datasum status, checksum status) of one HDU: 'ok', 'missing' or 'bad'."""
+        return self._guard(info, self._verify_checksum, info)
+
+    def _verify_checksum(self, info: HDUInfo) -> tuple[str, str]:
         h = info.header
-        raw = self.read_bytes(info.data_offset, info.data_size + _pad(info.data_size)) if info.data_size else b""
-        dsum = ones_complement_sum(raw) if raw else 0
+        # the sum covers the zero fill of the last block too: a damaged fill is damage
+        size = info.data_size + _pad(info.data_size)
+        dsum = ones_complement_sum(self._read_array(info.data_offset, size)) if size else 0
         ds = "missing"
         if "DATASUM" in h:
             try:
@@ -604,72 +842,101 @@ class FitsFile:
 
     # ---- data
     def image(self, ext: str | int = 0, extver: int | None = None) -> Image:
+        """An image HDU as a native-endian array of shape (NAXISn, ..., NAXIS1).
+
+        BZERO of unsigned integers (and signed bytes) gives uint16/32/64 (int8); any other
+        BSCALE/BZERO gives float64 physical values.
+        """
         info = self.find(ext, extver)
+        return self._guard(info, self._image, info)
+
+    def _image(self, info: HDUInfo) -> Image:
         h = info.header
+        if info.xtension not in ("PRIMARY", "IMAGE"):
+            raise FitsError(f"is a {info.xtension}, not an image")
         naxis = int(h.get("NAXIS", 0))
         if naxis == 0:
             return Image(None, h.copy())
-        if info.xtension not in ("PRIMARY", "IMAGE"):
-            raise FitsError(f"{self.path}: HDU {info.index} ({info.extname}) is a {info.xtension}, not an image")
         bitpix = int(h["BITPIX"])
         dt = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}.get(bitpix)
         if dt is None:
-            raise FitsError(f"{self.path}: HDU {info.index}: invalid BITPIX {bitpix}")
+            raise FitsError(f"invalid BITPIX {bitpix}")
         shape = tuple(int(h[f"NAXIS{i}"]) for i in range(naxis, 0, -1))
-        arr = np.frombuffer(self.read_bytes(info.data_offset, info.data_size), dtype=dt).reshape(shape)
+        nbytes = int(np.prod(shape)) * abs(bitpix) // 8
+        arr = self._read_array(info.data_offset, nbytes).view(dt).reshape(shape)
         arr = arr.astype(arr.dtype.newbyteorder("="))
         bscale, bzero = h.get("BSCALE", 1), h.get("BZERO", 0)
         if (bscale, bzero) != (1, 0):
-            if bscale == 1 and (bitpix, bzero) in ((16, 32768), (32, 2**31)):
-                arr = (arr.astype(np.int64) + bzero).astype(np.uint16 if bitpix == 16 else np.uint32)
+            flip = {(8, -128): np.int8, (16, 32768): np.uint16, (32, 2**31): np.uint32, (64, 2**63): np.uint64}
+            if bscale == 1 and (bitpix, bzero) in flip:
+                arr = _flip_top_bit(arr, flip[(bitpix, bzero)], copy=False)
             else:
                 arr = arr * float(bscale) + float(bzero)
         return Image(arr, h.copy())
 
     def table(self, ext: str | int = 1, extver: int | None = None, columns: Iterable[str] | None = None) -> Table:
-        """A binary table as native arrays (TZERO/TSCAL applied; strings as str; L as bool)."""
+        """A binary table as native arrays (TZERO/TSCAL applied; strings as str; L as bool).
+
+        `columns` restricts the columns decoded (all by default); the dtypes are those of
+        `native_dtype` for each column.
+        """
         info = self.find(ext, extver)
+        return self._guard(info, self._table, info, columns)
+
+    def _table(self, info: HDUInfo, columns: Iterable[str] | None) -> Table:
         h = info.header
         if info.xtension != "BINTABLE":
-            raise FitsError(f"{self.path}: HDU {info.index} ({info.extname}) is a {info.xtension}, not a BINTABLE")
-        try:
-            specs = table_specs(h)
-        except FitsError as exc:
-            raise FitsError(f"{self.path}: HDU {info.index} ({info.extname}): {exc}") from exc
+            raise FitsError(f"is a {info.xtension}, not a BINTABLE")
+        specs = table_specs(h)
         want = list(columns) if columns is not None else [s.name for s in specs]
         unknown = set(want) - {s.name for s in specs}
         if unknown:
-            raise FitsError(f"{self.path}: HDU {info.index} ({info.extname}): no columns {sorted(unknown)}")
+            raise FitsError(f"no columns {sorted(unknown)}")
         if any(s.code in "PQX" for s in specs):
             return self._table_astropy(info, specs, want)
         nrows, width = int(h["NAXIS2"]), int(h["NAXIS1"])
-        offsets, off = {}, 0
+        offsets, off = [], 0
         for s in specs:
-            offsets[s.name] = off
+            offsets.append(off)
             off += s.file_dtype().itemsize
         if off != width:
-            raise FitsError(f"{self.path}: HDU {info.index} ({info.extname}): columns take {off} bytes, NAXIS1 is {width}")
+            raise FitsError(f"columns take {off} bytes, NAXIS1 is {width}")
+        keep = [s for s in specs if s.name in want]
+        if width == 0:
+            return Table({s.name: np.empty(nrows, native_dtype(s)) for s in keep}, h.copy(), keep)
         rec_dtype = np.dtype({"names": [s.name for s in specs], "formats": [s.file_dtype() for s in specs],
-                              "offsets": [offsets[s.name] for s in specs], "itemsize": width})
-        raw = np.frombuffer(self.read_bytes(info.data_offset, nrows * width), dtype=rec_dtype, count=nrows)
-        cols = {}
-        for s in specs:
-            if s.name in want:
-                cols[s.name] = _decode_column(raw[s.name], s)
-        return Table(cols, h.copy(), [s for s in specs if s.name in want])
+                              "offsets": offsets, "itemsize": width})
+        # stored values in native byte order (text stays bytes, logicals the 'T'/'F' byte)
+        stored = {}
+        for s in keep:
+            f = rec_dtype[s.name]
+            stored[s.name] = np.empty((nrows,) + f.shape, f.base.newbyteorder("="))
+        for i0, chunk in self._row_chunks(info.data_offset, nrows, width):
+            rows = chunk.view(rec_dtype)
+            for s in keep:
+                np.copyto(stored[s.name][i0 : i0 + len(rows)], rows[s.name])  # gather + byte swap
+        return Table({s.name: _decode_column(stored[s.name], s) for s in keep}, h.copy(), keep)
 
     def _table_astropy(self, info: HDUInfo, specs, want) -> Table:
-        with fits.open(io.BytesIO(self.read_bytes(0, info.end)), memmap=False) as hl:
-            d = hl[info.index].data
-            cols = {}
-            for s in specs:
-                if s.name in want:
-                    v = d[s.name]
-                    if s.code in "PQ":
-                        cols[s.name] = [np.asarray(x, dtype=np.asarray(x).dtype.newbyteorder("=")) for x in v]
-                    else:
-                        v = np.asarray(v)
-                        cols[s.name] = v.astype(v.dtype.newbyteorder("=")) if v.dtype.kind in "iufc" else v
+        # Variable-length (P/Q) and bit (X) columns are rare in our products: astropy reads them.
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", fits.verify.VerifyWarning)
+                with fits.open(io.BytesIO(self.read_bytes(0, info.end)), memmap=False) as hl:
+                    d = hl[info.index].data
+                    cols = {}
+                    for s in specs:
+                        if s.name in want:
+                            v = d[s.name]
+                            if s.code in "PQ":
+                                cols[s.name] = [np.asarray(x, dtype=np.asarray(x).dtype.newbyteorder("=")) for x in v]
+                            else:
+                                v = np.asarray(v)
+                                cols[s.name] = v.astype(v.dtype.newbyteorder("=")) if v.dtype.kind in "iufc" else v
+        except FitsError:
+            raise
+        except Exception as exc:  # astropy raises many types on damaged files
+            raise FitsError(f"astropy cannot read it: {type(exc).__name__}: {exc}") from exc
         return Table(cols, info.header.copy(), [s for s in specs if s.name in want])
 
 
@@ -701,24 +968,19 @@ def table_specs(h: fits.Header) -> list[ColumnSpec]:
     return specs
 
 
-def _decode_column(raw: np.ndarray, s: ColumnSpec) -> np.ndarray:
+def _decode_column(col: np.ndarray, s: ColumnSpec) -> np.ndarray:
+    """Stored values of one column (native byte order, owned) as physical values (see
+    `native_dtype`); integer offsets are undone in place."""
     code = s.code
     if code == "A":
-        col = np.char.rstrip(raw, b" \0") if raw.size else raw
+        col = np.char.rstrip(col, b" \0") if col.size else col
         return np.char.decode(col, "ascii", errors="replace") if col.size else col.astype("U1")
     if code == "L":
-        return raw == ord("T")
-    col = np.ascontiguousarray(raw)
-    col = col.byteswap().view(col.dtype.newbyteorder("=")) if col.dtype.byteorder == ">" else col
-    zero, scal = s.tzero or 0, s.tscal if s.tscal is not None else 1
-    if (zero, scal) != (0, 1):
-        if scal == 1 and code in _UNSIGNED_ZERO and zero == _UNSIGNED_ZERO[code]:
-            target = {"B": np.int8, "I": np.uint16, "J": np.uint32, "K": np.uint64}[code]
-            if code == "K":
-                return col.view(np.uint64) + np.uint64(2**63)
-            return (col.astype(np.int64) + int(zero)).astype(target)
-        return col * float(scal) + float(zero)
-    return col
+        return col == ord("T")
+    if not _scaled(s):
+        return _flip_top_bit(col, _FLIP[(code, s.tzero)][0], copy=False) if s.tzero else col
+    zero, scal = s.tzero or 0, 1 if s.tscal is None else s.tscal
+    return col * float(scal) + float(zero)
 
 
 def read_fits(path: str | os.PathLike) -> FitsFile:

@@ -13,6 +13,7 @@ reader knows what to check the HDU against.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,10 +22,10 @@ import numpy as np
 import yaml
 from astropy.io import fits
 
-from isdc.dal.fitsfile import ColumnSpec, FitsError, Image, Table, parse_tform
+from isdc.dal.fitsfile import UNSIGNED_ZERO, ColumnSpec, FitsError, Image, Table, native_column, parse_tform
 from isdc.resources import data_dir
 
-__all__ = ["TemplateError", "Template", "KeywordSpec", "get", "all_templates", "validate_hdu"]
+__all__ = ["TemplateError", "Template", "KeywordSpec", "get", "load", "all_templates", "validate_hdu"]
 
 
 class TemplateError(FitsError):
@@ -32,9 +33,11 @@ class TemplateError(FitsError):
 
 
 _KW_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
-_NATIVE = {"L": np.bool_, "B": np.uint8, "I": np.int16, "J": np.int32, "K": np.int64, "E": np.float32,
-           "D": np.float64, "C": np.complex64, "M": np.complex128}
-_TEMPLATE_KEYS = {"name", "version", "kind", "description", "keywords", "columns", "extname", "hduclass"}
+_TEMPLATE_KEYS = {"name", "version", "kind", "description", "keywords", "columns", "extname"}
+_KEYWORD_RE = re.compile(r"[A-Z0-9_-]{1,8}")
+_COLUMN_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,67}")
+# what our writer stores: fixed-width columns (no variable-length P/Q, no bit X)
+_TFORM_RE = re.compile(r"[0-9]*[LBIJKEDCMA]")
 _KEYWORD_KEYS = {"value", "type", "unit", "comment", "required"}
 _COLUMN_KEYS = {"name", "format", "unit", "comment", "null", "zero", "dim"}
 
@@ -53,7 +56,10 @@ class KeywordSpec:
             return [f"{where}: keyword {self.name} missing"] if self.required else []
         v = header[self.name]
         if self.value is not None:
-            same = (v == self.value) if not isinstance(self.value, str) else (str(v).strip() == self.value)
+            if isinstance(self.value, str):
+                same = str(v).strip() == self.value
+            else:  # True == 1 in Python; a FITS logical is not a number
+                same = v == self.value and isinstance(v, bool) == isinstance(self.value, bool)
             if not same:
                 return [f"{where}: keyword {self.name} = {v!r}, template requires {self.value!r}"]
             return []
@@ -133,45 +139,28 @@ class Template:
         for spec in self.columns:
             if spec.name not in columns:
                 raise TemplateError(f"{self.where}: column {spec.name} not given")
-            arr = np.asarray(columns[spec.name])
-            rep, code, _ = parse_tform(spec.tform)
-            if code == "A":
-                if arr.dtype.kind not in "SU" and arr.size:
-                    raise TemplateError(f"{self.where}: column {spec.name} must be text, got {arr.dtype}")
-                arr = arr.astype("U") if arr.dtype.kind != "U" else arr
-                if arr.size and int(np.char.str_len(arr).max()) > rep:
-                    raise TemplateError(f"{self.where}: column {spec.name}: text longer than {rep} characters")
-            else:
-                target = _native_dtype(spec)
-                if arr.size and not np.can_cast(arr.dtype, target, "same_kind") and not (
-                    arr.dtype.kind in "iub" and target.kind in "iuf"
-                ):
-                    raise TemplateError(f"{self.where}: column {spec.name}: cannot store {arr.dtype} in {spec.tform}")
-                if arr.dtype.kind in "iu" and target.kind in "iu" and arr.size:
-                    info = np.iinfo(target)
-                    lo, hi = arr.min(), arr.max()
-                    if lo < info.min or hi > info.max:
-                        raise TemplateError(
-                            f"{self.where}: column {spec.name}: values {lo}..{hi} do not fit {spec.tform} ({target})"
-                        )
-                arr = arr.astype(target, copy=False)
-                cell = (rep,) if rep > 1 and not spec.tdim else (tuple(reversed(spec.tdim)) if spec.tdim else ())
-                if arr.ndim == 0 and arr.size == 0:
-                    arr = arr.reshape((0,) + cell)
-                if arr.shape[1:] != cell:
-                    raise TemplateError(f"{self.where}: column {spec.name}: cell shape {arr.shape[1:]}, template wants {cell}")
+            try:
+                arr = native_column(columns[spec.name], spec)
+            except FitsError as exc:
+                raise TemplateError(f"{self.where}: {exc}") from None
+            if arr.dtype.kind == "S":
+                arr = arr.astype("U")  # as the reader returns text
             if n is None:
                 n = len(arr)
             elif len(arr) != n:
                 raise TemplateError(f"{self.where}: column {spec.name} has {len(arr)} rows, others have {n}")
             out[spec.name] = arr
-        return Table(out, self._header(keywords), [ColumnSpec(**vars(c)) for c in self.columns])
+        tab = Table(out, self._header(keywords), [ColumnSpec(**vars(c)) for c in self.columns])
+        self.validate(tab)  # keyword types, e.g. REVOL given as text
+        return tab
 
     def image(self, data: np.ndarray | None, **keywords) -> Image:
         """Make an image HDU with the template's keywords."""
         if self.kind != "image":
             raise TemplateError(f"{self.where} is a {self.kind}, not an image")
-        return Image(data, self._header(keywords))
+        img = Image(data, self._header(keywords))
+        self.validate(img)
+        return img
 
     # ---- checking products
     def problems(self, hdu: Table | Image, where: str | None = None) -> list[str]:
@@ -201,6 +190,10 @@ class Template:
                     out.append(f"{where}: column {c.name} has unit {s.unit!r}, template requires {c.unit!r}")
                 if c.tnull is not None and s.tnull != c.tnull:
                     out.append(f"{where}: column {c.name} has TNULL {s.tnull!r}, template requires {c.tnull!r}")
+                if (c.tzero or 0) != (s.tzero or 0):
+                    out.append(f"{where}: column {c.name} has TZERO {s.tzero!r}, template requires {c.tzero!r}")
+                if (c.tdim or None) != (s.tdim or None):
+                    out.append(f"{where}: column {c.name} has TDIM {s.tdim!r}, template requires {c.tdim!r}")
             extra = set(have) - {c.name for c in self.columns}
             if extra:
                 out.append(f"{where}: columns not in the template: {sorted(extra)}")
@@ -215,64 +208,104 @@ class Template:
             raise TemplateError("; ".join(p))
 
 
-def _native_dtype(spec: ColumnSpec) -> np.dtype:
-    _, code, _ = parse_tform(spec.tform)
-    if code in "BIJK" and spec.tzero:
-        unsigned = {"I": np.uint16, "J": np.uint32, "K": np.uint64}
-        if code == "B":
-            return np.dtype(np.int8)
-        return np.dtype(unsigned[code])
-    return np.dtype(_NATIVE[code])
+def load(path: str | Path) -> Template:
+    """Load and check one template file. Strict: an unknown key, a bad keyword name, a
+    TFORM our writer cannot store, a TNULL/TZERO/TDIM that does not fit the column, or a
+    file name other than `<name>.yaml` raises TemplateError naming the file."""
+    path = Path(path)
+    where = f"template file {path}"
 
+    def fail(msg: str):
+        raise TemplateError(f"{where}: {msg}")
 
-def _load(path: Path) -> Template:
-    where = f"template file {path.name}"
     try:
         doc = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise TemplateError(f"{where}: cannot read: {exc}") from exc
     except yaml.YAMLError as exc:
         raise TemplateError(f"{where}: not valid YAML: {exc}") from exc
     if not isinstance(doc, dict):
-        raise TemplateError(f"{where}: must be a mapping")
+        fail("must be a mapping")
     unknown = set(doc) - _TEMPLATE_KEYS
     if unknown:
-        raise TemplateError(f"{where}: unknown keys {sorted(unknown)}")
+        fail(f"unknown keys {sorted(unknown)} (known: {sorted(_TEMPLATE_KEYS)})")
     for key in ("name", "version", "kind"):
         if key not in doc:
-            raise TemplateError(f"{where}: '{key}' missing")
+            fail(f"'{key}' missing")
+    if not isinstance(doc["name"], str) or path.stem != doc["name"]:
+        fail(f"file name must be the template name: {doc['name']!r}.yaml")
+    if not isinstance(doc["version"], int) or isinstance(doc["version"], bool) or doc["version"] < 1:
+        fail(f"version must be a positive integer, got {doc['version']!r}")
     if doc["kind"] not in ("table", "image"):
-        raise TemplateError(f"{where}: kind must be table or image, got {doc['kind']!r}")
-    if path.stem != doc["name"]:
-        raise TemplateError(f"{where}: file name must be the template name {doc['name']!r}.yaml")
+        fail(f"kind must be table or image, got {doc['kind']!r}")
+    for key in ("description", "extname"):
+        if not isinstance(doc.get(key, ""), str):
+            fail(f"'{key}' must be text")
+    kw_doc = doc.get("keywords") or {}
+    if not isinstance(kw_doc, dict):
+        fail("'keywords' must be a mapping NAME: {value|type, unit, comment, required}")
     kws = []
-    for name, spec in (doc.get("keywords") or {}).items():
+    for name, spec in kw_doc.items():
         spec = spec or {}
+        if not isinstance(spec, dict):
+            fail(f"keyword {name}: must be a mapping")
         bad = set(spec) - _KEYWORD_KEYS
         if bad:
-            raise TemplateError(f"{where}: keyword {name}: unknown keys {sorted(bad)}")
-        if len(name) > 8 or not name.replace("_", "").replace("-", "").isalnum() or name != name.upper():
-            raise TemplateError(f"{where}: keyword {name!r} is not a valid FITS keyword")
+            fail(f"keyword {name}: unknown keys {sorted(bad)}")
+        if not isinstance(name, str) or not _KEYWORD_RE.fullmatch(name):
+            fail(f"keyword {name!r} is not a valid FITS keyword (1-8 of A-Z 0-9 _ -)")
         t = spec.get("type")
         if t is not None and t not in _KW_TYPES:
-            raise TemplateError(f"{where}: keyword {name}: type must be one of {sorted(_KW_TYPES)}")
+            fail(f"keyword {name}: type must be one of {sorted(_KW_TYPES)}")
         if t is None and "value" not in spec:
-            raise TemplateError(f"{where}: keyword {name}: give a type or a fixed value")
-        kws.append(KeywordSpec(name, _KW_TYPES.get(t), spec.get("value"), spec.get("unit"), spec.get("comment", ""),
+            fail(f"keyword {name}: give a type or a fixed value")
+        value = spec.get("value")
+        if t is not None and value is not None and KeywordSpec(name, _KW_TYPES[t]).check(fits.Header([(name, value)]), ""):
+            fail(f"keyword {name}: value {value!r} is not of type {t}")
+        kws.append(KeywordSpec(name, _KW_TYPES.get(t), value, spec.get("unit"), spec.get("comment", ""),
                                bool(spec.get("required", True))))
+    col_doc = doc.get("columns") or []
+    if not isinstance(col_doc, list):
+        fail("'columns' must be a list")
+    if doc["kind"] == "image" and col_doc:
+        fail("an image template has no columns")
     cols = []
-    for c in doc.get("columns") or []:
+    for c in col_doc:
+        if not isinstance(c, dict):
+            fail(f"column {c!r}: must be a mapping")
+        cname = c.get("name")
+        if not isinstance(cname, str) or not _COLUMN_RE.fullmatch(cname):
+            fail(f"column name {cname!r}: letters, digits and '_', starting with a letter")
+        if cname in {x.name for x in cols}:
+            fail(f"column {cname} declared twice")
         bad = set(c) - _COLUMN_KEYS
         if bad:
-            raise TemplateError(f"{where}: column {c.get('name')}: unknown keys {sorted(bad)}")
+            fail(f"column {cname}: unknown keys {sorted(bad)}")
+        tform = str(c.get("format", ""))
+        if not _TFORM_RE.fullmatch(tform):
+            fail(f"column {cname}: format {tform!r} is not a TFORM we write (rL B I J K E D C M A)")
+        code = parse_tform(tform)[1]
+        null, zero, dim = c.get("null"), c.get("zero"), c.get("dim")
+        if null is not None and (code not in "BIJK" or not isinstance(null, int) or isinstance(null, bool)):
+            fail(f"column {cname}: null (TNULL) is for integer columns (B I J K), with an integer value")
+        if zero is not None and (code not in UNSIGNED_ZERO or zero != UNSIGNED_ZERO[code] or isinstance(zero, bool)):
+            fail(f"column {cname}: zero (TZERO) must be the unsigned offset of its type {UNSIGNED_ZERO}")
+        if dim is not None and (not isinstance(dim, list) or not dim
+                                or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dim)):
+            fail(f"column {cname}: dim (TDIM) must be a list of positive integers")
+        for key in ("unit", "comment"):
+            if not isinstance(c.get(key, ""), str):
+                fail(f"column {cname}: {key} must be text")
+        col = ColumnSpec(cname, tform, c.get("unit"), c.get("comment"), null, zero, 1 if zero else None,
+                         tuple(dim) if dim else None)
         try:
-            parse_tform(str(c["format"]))
-        except (KeyError, FitsError) as exc:
-            raise TemplateError(f"{where}: column {c.get('name')}: bad or missing format") from exc
-        dim = c.get("dim")
-        cols.append(ColumnSpec(c["name"], str(c["format"]), c.get("unit"), c.get("comment"), c.get("null"),
-                               c.get("zero"), 1 if c.get("zero") else None, tuple(dim) if dim else None))
+            col.file_dtype()
+        except FitsError as exc:
+            fail(str(exc))
+        cols.append(col)
     if doc["kind"] == "table" and not cols:
-        raise TemplateError(f"{where}: a table template needs columns")
-    return Template(doc["name"], int(doc["version"]), doc["kind"], doc.get("description", ""), tuple(kws),
+        fail("a table template needs columns")
+    return Template(doc["name"], doc["version"], doc["kind"], doc.get("description", ""), tuple(kws),
                     tuple(cols), doc.get("extname", ""), str(path))
 
 
@@ -280,7 +313,7 @@ def _load(path: Path) -> Template:
 def _registry(folder: str) -> dict[str, Template]:
     out = {}
     for p in sorted(Path(folder).glob("*.yaml")):
-        t = _load(p)
+        t = load(p)
         out[t.name] = t
     return out
 
@@ -303,7 +336,10 @@ def validate_hdu(hdu: Table | Image, where: str) -> None:
     name = hdu.header.get("TEMPLATE")
     if not name:
         return
-    t = get(str(name).strip())
+    try:
+        t = get(str(name).strip())
+    except TemplateError as exc:
+        raise TemplateError(f"{where}: {exc}") from None
     ver = hdu.header.get("TEMPLVER")
     if ver != t.version:
         raise TemplateError(f"{where}: made from {t.name} v{ver}, this code knows v{t.version}")
