@@ -1,0 +1,1 @@
+"""Instrument packages (one per instrument: geometry, instrument-specific algorithms)."""
