@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -21,11 +20,8 @@ IMATYPES = ["INTENSITY", "VARIANCE", "SIGNIFICANCE", "RESIDUAL", "EXPOSURE"]
 HOSTILE = ["../../etc/passwd", "/etc/passwd", "file:///x", "http://x"]
 
 
-def fitsverify(path: Path) -> str:
-    """fitsverify -q output for a file (skips the test where the program is missing)."""
-    exe = shutil.which("fitsverify")
-    if exe is None:
-        pytest.skip("fitsverify not installed")
+def fitsverify_q(exe: str, path: Path) -> str:
+    """`fitsverify -q` output for a file: 'verification OK: <path>' means 0 warnings, 0 errors."""
     return subprocess.run([exe, "-q", str(path)], capture_output=True, text=True, check=False).stdout.strip()
 
 
@@ -117,7 +113,8 @@ def test_reference_grouping_rewritten_keeps_rows_and_aux(tmp_path):
 
 # --------------------------------------------------------------------------- round trips we write
 
-def test_same_file_round_trip(tmp_path):
+@pytest.mark.fitsverify
+def test_same_file_round_trip(tmp_path, fitsverify):
     images = sky_images(4)
     g = G.Grouping("ISGR-SKY.-IMA-IDX", aux={"IMATYPE": "32A", "E_MIN": ColumnSpec("E_MIN", "1E", unit="keV")})
     path = G.write_group_file(tmp_path / "sky.fits", g, images,
@@ -135,10 +132,11 @@ def test_same_file_round_trip(tmp_path):
     assert [G.resolve_member(path, m, tmp_path).position for m in back] == [3, 4, 5, 6]
     report = verify(path)
     assert (len(report.errors), len(report.warnings)) == (0, 0), report.text()
-    assert fitsverify(path) == f"verification OK: {path}"
+    assert fitsverify_q(fitsverify, path) == f"verification OK: {path}"
 
 
-def test_across_files_in_subfolders(tmp_path):
+@pytest.mark.fitsverify
+def test_across_files_in_subfolders(tmp_path, fitsverify):
     paths = build_archive(tmp_path, scws=("066500280010",))
     swg_path = paths["066500280010"]
     swg = G.Grouping.read(swg_path)
@@ -155,7 +153,7 @@ def test_across_files_in_subfolders(tmp_path):
     t = G.resolve_member(swg_path, swg.members[0], tmp_path)
     assert t.path == (swg_path.parent / "isgri" / "events.fits.gz").resolve() and t.position == 2
     for p in sorted(tmp_path.rglob("*.fits*")):
-        assert fitsverify(p) == f"verification OK: {p}"
+        assert fitsverify_q(fitsverify, p) == f"verification OK: {p}"
 
 
 def test_nested_three_levels_walk_and_verify(tmp_path):
@@ -185,7 +183,8 @@ def test_walk_stops_on_cycles(tmp_path):
     assert verify(tmp_path).ok
 
 
-def test_index_with_aux_columns_and_selection(tmp_path):
+@pytest.mark.fitsverify
+def test_index_with_aux_columns_and_selection(tmp_path, fitsverify):
     """A ScW index like GNRL-SCWG-GRP-IDX over swg.fits files that are already written."""
     rng = np.random.default_rng(5)
     n = 40
@@ -230,7 +229,7 @@ def test_index_with_aux_columns_and_selection(tmp_path):
     assert G.Grouping.read(tmp_path / "sel.fits").members == both.members
     report = verify(root / "idx", root=root)  # an index needs no back-pointers in its members
     assert report.ok and not report.warnings, report.text()
-    assert fitsverify(pf.path) == f"verification OK: {pf.path}"
+    assert fitsverify_q(fitsverify, pf.path) == f"verification OK: {pf.path}"
 
 
 def test_select_conditions_are_checked(tmp_path):
@@ -291,6 +290,13 @@ def test_pending_file_and_link_rules(tmp_path):
         G.link(g1, pf, im, other)
     with pytest.raises(G.OutsideRootError):
         G.link(g1, pf, im, other, root=tmp_path / "sub")  # the group's file is outside that root
+    deep = tmp_path.joinpath(*(["d" * 100] * 3))
+    deep.mkdir(parents=True)
+    far = G.PendingFile(deep / "m.fits")
+    far_hdu = events()
+    far.append(far_hdu)
+    with pytest.raises(G.GroupingError, match="MEMBER_LOCATION .* at most 256"):
+        G.link(g1, pf, far_hdu, far, root=tmp_path)  # 310 characters do not fit 256A
     assert G.relative_location(tmp_path / "a.fits", tmp_path / "a.fits", tmp_path) == ""
     assert G.relative_location(tmp_path / "x" / "a.fits", tmp_path / "y z" / "b%.fits", tmp_path) == "../y%20z/b%25.fits"
     assert G.relative_location(tmp_path / "a.fits", tmp_path / "c:d.fits", tmp_path) == "c%3Ad.fits"
@@ -313,7 +319,8 @@ def test_back_pointer_keywords():
         G.add_back_pointer(t, 1, "/etc/og.fits")
 
 
-def test_long_back_pointer_file_passes_fitsverify(tmp_path):
+@pytest.mark.fitsverify
+def test_long_back_pointer_file_passes_fitsverify(tmp_path, fitsverify):
     deep = tmp_path.joinpath(*(["d" * 20] * 4))
     deep.mkdir(parents=True)
     g = G.Grouping("A-GRP")
@@ -326,7 +333,7 @@ def test_long_back_pointer_file_passes_fitsverify(tmp_path):
     assert len(t.header["GRPLC1"]) > 68  # needs CONTINUE cards
     gf.write(durable=False)
     mf.write(durable=False)
-    assert fitsverify(mf.path) == f"verification OK: {mf.path}"
+    assert fitsverify_q(fitsverify, mf.path) == f"verification OK: {mf.path}"
     assert verify(tmp_path).ok
 
 

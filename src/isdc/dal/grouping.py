@@ -84,13 +84,15 @@ MEMBER_COLUMNS: tuple[ColumnSpec, ...] = (
 _RESERVED = {s.name: s for s in MEMBER_COLUMNS}
 _WIDTH = {s.name: s.repeat for s in MEMBER_COLUMNS if s.code == "A"}
 # Keywords a Grouping keeps as attributes or that belong to the table layout, not to .header.
-_OWN_KEYS = re.compile(r"^(EXTNAME|EXTVER|GRPNAME|DATE|TEMPLATE|TEMPLVER)$")
+_OWN_KEYS = re.compile(r"^(EXTNAME|EXTVER|GRPNAME|DATE)$")
 _STRUCTURAL = re.compile(
     r"^(SIMPLE|XTENSION|BITPIX|NAXIS\d*|PCOUNT|GCOUNT|TFIELDS|EXTEND|T(TYPE|FORM|UNIT|NULL|ZERO|SCAL|DIM|DISP)\d+|"
     r"THEAP|CHECKSUM|DATASUM|END)$"
 )
 _GRPID = re.compile(r"^GRPID(\d+)$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
+# A relative path of safe characters needs no further checks (no scheme: no ':').
+_PLAIN = re.compile(r"[A-Za-z0-9._\-][A-Za-z0-9._\-/]*\Z")
 
 
 class GroupingError(FitsError):
@@ -195,9 +197,11 @@ def _cell_array(spec: ColumnSpec, values: Sequence, where: str) -> np.ndarray:
         if long.any():
             i = int(np.flatnonzero(long)[0])
             raise GroupingError(f"{where}: column {spec.name} row {i + 1}: {arr[i]!r} is longer than {rep} characters")
-        bad = [i for i, v in enumerate(arr) if not v.isascii()]
-        if bad:
-            raise GroupingError(f"{where}: column {spec.name} row {bad[0] + 1}: {arr[bad[0]]!r} is not ASCII")
+        try:
+            np.char.encode(arr, "ascii")
+        except UnicodeEncodeError:
+            i = next(i for i, v in enumerate(arr) if not v.isascii())
+            raise GroupingError(f"{where}: column {spec.name} row {i + 1}: {arr[i]!r} is not ASCII") from None
         return arr
     if code == "L":
         return np.asarray(values, dtype=bool)
@@ -388,12 +392,13 @@ class Grouping:
         h = fits.Header()
         h["EXTNAME"] = (EXTNAME, "HDU contains a Grouping Table")
         h["EXTVER"] = (self.extver, "Grouping Table vers. (this file)")
-        h["GRPNAME"] = (self.grpname, "Grouping Table name")
+        if self.grpname:
+            h["GRPNAME"] = (self.grpname, "Grouping Table name")
         for card in self.header.cards:
             h.append(card, end=True)
         for i, (loc, uri) in enumerate(zip(self._cols["MEMBER_LOCATION"], self._cols["MEMBER_URI_TYPE"])):
             loc, uri = str(loc).strip(" "), str(uri).strip(" ")
-            if loc:
+            if loc and not _PLAIN.match(loc):  # most archive paths are plain: skip the full check
                 _location_path(loc, f"{where} row {i + 1}")
             if uri not in ("", "URL") or (loc and uri != "URL"):
                 raise GroupingError(f"{where} row {i + 1}: MEMBER_URI_TYPE {uri!r} for location {loc!r} (want 'URL')")
@@ -429,8 +434,9 @@ class Grouping:
                 continue
             if (want.code == "A") != (s.code == "A") or (want.code != "A" and s.code not in "BIJK") or s.repeat != 1 and s.code != "A":
                 raise GroupingError(f"{where}: column {name} has TFORM {s.tform}, the convention wants {want.tform}")
-        g = cls(grpname.strip() or "(unnamed)", extver=int(extver), header=h,
+        g = cls("GROUPING", extver=int(extver), header=h,
                 aux={s.name: s for s in table.specs if s.name not in _RESERVED and s.code not in "PQX"})
+        g.grpname = grpname.strip()  # GRPNAME is optional in the convention; we always write one
         n = table.nrows
         for name in _RESERVED:
             if name in specs:
@@ -667,10 +673,9 @@ def relative_location(from_file: str | os.PathLike, to_file: str | os.PathLike, 
     if a == b:
         return ""
     rel = os.path.relpath(b, os.path.dirname(a)).replace(os.sep, "/")
-    loc = urllib.parse.quote(rel, safe="/")  # ':' is escaped too, so no name reads as a scheme
-    if len(loc) > _WIDTH["MEMBER_LOCATION"]:
-        raise GroupingError(f"location of {to_file} from {from_file} is {len(loc)} characters, MEMBER_LOCATION holds 256")
-    return loc
+    # ':' is escaped too, so no name reads as a scheme. No length limit here: GRPLCn may
+    # continue over several cards; Grouping.append holds MEMBER_LOCATION to 256 characters.
+    return urllib.parse.quote(rel, safe="/")
 
 
 def _same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
