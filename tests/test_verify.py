@@ -182,6 +182,8 @@ def test_missing_member_file_and_missing_parent(tmp_path):
     assert report.errors[0].message.startswith("member 1 (BINTABLE ISGR-EVTS-ALL HDU 2 in isgri/events.fits.gz) "
                                                "does not resolve:")
     assert f"file {ev.resolve()} does not exist" in report.errors[0].message
+    with pytest.raises(G.GroupingError, match="events.fits.gz does not exist"):
+        list(G.walk(paths["og"], tmp_path))
     # the ScW folder alone: its group's parent (../../og.fits) is outside that root: a warning
     sub = verify(paths["066500280010"].parent)
     assert [w.message for w in sub.warnings] == [
