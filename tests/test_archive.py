@@ -1,6 +1,7 @@
 """Archive tree: path builders, enumeration of what exists, output guard, ScW index."""
 import logging
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from isdc.dal import archive as A
 from isdc.dal.archive import Archive, ArchiveError, ScwIndex, ScwInfo
 from isdc.dal.fitsfile import read_fits, write_fits
-from isdc.dal.grouping import Grouping, write_group_file
+from isdc.dal.grouping import Grouping, Member, write_group_file
 from isdc.ids import CONS, NRT, IdError, Revolution, ScwId, Version
 from isdc.time import TimeCorrelation
 
@@ -337,16 +338,54 @@ def test_index_with_hostile_member_location_is_refused(fake_archive):
             A.read_scw_index(path, archive=ar)
 
 
-def test_index_rows_are_validated(fake_archive):
+@pytest.mark.parametrize("column, row, value, match", [
+    ("SWID", 2, "../x", "invalid ScW ID '../x'"),
+    ("SWID", 0, "066500230012", "invalid ScW ID"),
+    ("REVOL", 1, 666, "disagree with SWID"),
+    ("SW_TYPE", 0, "SLEW", "disagree with SWID"),
+    ("SW_VER", 3, 1000, "version must be an integer 0..999"),
+    ("TSTART", 4, np.nan, "TSTART must be a finite number"),
+    ("TSTOP", 1, 3000.0, "is not before TSTOP 3000.0"),
+    ("DEC_SCX", 5, 95.0, "DEC_SCX 95.0 outside"),
+    ("RA_SCZ", 6, 360.0, "RA_SCZ 360.0 outside"),
+    ("OBS_ID", 0, "12ab", "OBS_ID"),
+])
+def test_index_rows_are_validated(fake_archive, column, row, value, match):
     ar, _ = fake_archive
     A.build_scw_index(ar)
     path = ar.idx_scw()
     t = read_fits(path).table("GROUPING")
-    t.columns["SWID"] = t["SWID"].copy()
-    t.columns["SWID"][2] = "../x"
+    t.columns[column] = t[column].copy()
+    t.columns[column][row] = value
     write_fits(path, [t])
-    with pytest.raises(ArchiveError, match="row 3: invalid ScW ID '../x'"):
+    with pytest.raises(ArchiveError, match=rf"row {row + 1}: .*{re.escape(match)}"):
         A.read_scw_index(path)
+
+
+def one_row_index(swid: str, version: int = 1, revol: int | None = None, sw_type: str | None = None) -> ScwIndex:
+    g = Grouping(A.SCW_INDEX_GRPNAME, aux={s.name: s for s in A._SCW_AUX_SPECS})
+    head = swid[:4]
+    g.append(Member("BINTABLE", "GROUPING", 1, 2, "x/swg.fits", "URL"),
+             {"SWID": swid, "SW_VER": version, "REVOL": int(head) if head.isascii() and head.isdigit() else 0,
+              "SW_TYPE": "SLEW" if swid.endswith("1") else "POINTING", "TSTART": 1.0, "TSTOP": 2.0, "RA_SCX": 1.0,
+              "DEC_SCX": 1.0, "RA_SCZ": 1.0, "DEC_SCZ": 1.0, "POSANGLE": 1.0, "OBS_ID": ""})
+    return ScwIndex(g)
+
+
+@given(st.one_of(st.from_regex(r"[0-9]{11}[0-9]", fullmatch=True),
+                 st.text(alphabet="0123456789 ./x-", min_size=10, max_size=12)),
+       st.integers(min_value=-2, max_value=1001))
+def test_vectorised_row_checks_agree_with_scwid_parse(swid, version):
+    try:
+        want = ScwId.parse(swid, version=version)
+    except IdError:
+        want = None
+    try:
+        got = one_row_index(swid, version).scw_ids()[0]
+    except ArchiveError as exc:
+        assert want is None, f"{swid!r} v{version} refused: {exc}"
+    else:
+        assert got == want
 
 
 def test_scw_info_keywords_round_trip():

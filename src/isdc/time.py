@@ -354,17 +354,19 @@ class TimeCorrelation:
         o = np.asarray(obt)
         if o.dtype.kind not in "iu":
             raise TimeError(f"{self.name}: OBT must be integer ticks, got {o.dtype}")
-        o = o.astype(np.int64)
+        o = o.astype(np.int64, copy=False)
         out = np.empty(o.shape, dtype=np.float64)
+        if segment is None and len(self.segments) == 1:
+            segment = 0  # the usual case: no clock reset, no per-value segment search
         if segment is not None:
             if not 0 <= segment < len(self.segments):
                 raise TimeError(f"{self.name}: no segment {segment} (table has {len(self.segments)})")
-            seg = np.full(o.shape, segment, dtype=np.int64)
+            seg = segment
             s = self.segments[segment]
-            outside = (o < s.obt[0]) | (o > s.obt[-1])
-            if np.any(outside):
-                bad = o[outside].ravel()
-                raise TimeError(f"{self.name}: {bad.size} OBT value(s) outside segment {segment}, first {int(bad[0])}; "
+            if o.size and (o.min() < s.obt[0] or o.max() > s.obt[-1]):
+                bad = o[(o < s.obt[0]) | (o > s.obt[-1])].ravel()
+                what = "the table" if len(self.segments) == 1 else f"segment {segment}"
+                raise TimeError(f"{self.name}: {bad.size} OBT value(s) outside {what}, first {int(bad[0])}; "
                                 f"covered: {self._ranges('obt')}")
         else:
             seg = np.full(o.shape, -1, dtype=np.int64)
@@ -389,17 +391,29 @@ class TimeCorrelation:
         x = np.asarray(ijd, dtype=np.float64)
         if not np.all(np.isfinite(x)):
             raise TimeError(f"{self.name}: IJD must be finite")
-        seg = np.asarray(self.segment_of_ijd(x))
+        one = self.segments[0]
+        if len(self.segments) == 1 and (x.size == 0 or (x.min() >= one.ijd[0] and x.max() <= one.ijd[-1])):
+            seg = 0
+        else:
+            seg = np.asarray(self.segment_of_ijd(x))
         out = np.empty(x.shape, dtype=np.int64)
         self._interpolate(seg, x, out, "ijd", lambda s, i, y: s.obt[i] + np.rint((y - s.ijd[i]) / s.slope[i]).astype(np.int64))
         return _out(out, x.ndim == 0)
 
     def _interpolate(self, seg, x, out, knots: str, convert) -> None:
-        """Fill `out` segment by segment: `convert(segment, interval index, values)`."""
+        """Fill `out` segment by segment: `convert(segment, interval index, values)`.
+
+        `seg` is one segment number for all values, or an array of them.
+        """
+        def fill(s, v):
+            grid = getattr(s, knots)
+            i = np.clip(np.searchsorted(grid, v, side="right") - 1, 0, grid.size - 2)
+            return convert(s, i, v)
+
+        if isinstance(seg, (int, np.integer)):
+            out[...] = fill(self.segments[seg], x)
+            return
         for k, s in enumerate(self.segments):
             m = seg == k
             if np.any(m):
-                v = x[m]
-                grid = getattr(s, knots)
-                i = np.clip(np.searchsorted(grid, v, side="right") - 1, 0, grid.size - 2)
-                out[m] = convert(s, i, v)
+                out[m] = fill(s, x[m])
