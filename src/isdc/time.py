@@ -101,7 +101,7 @@ def ijd_to_time(ijd) -> Time:
     """IJD (days, TT; scalar or array) as an astropy Time in the TT scale.
 
     The day count is carried as the second of astropy's two doubles, so no precision is
-    lost (IJD ~ 8000 d is resolved to ~0.2 µs by a double, finer inside Time).
+    lost (IJD ~ 8000 d is resolved to ~0.1 µs by a double, finer inside Time).
     """
     ijd = np.asarray(ijd, dtype=np.float64)
     if not np.all(np.isfinite(ijd)):
