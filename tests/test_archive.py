@@ -15,7 +15,7 @@ from isdc.dal import archive as A
 from isdc.dal.archive import Archive, ArchiveError, ScwIndex, ScwInfo
 from isdc.dal.fitsfile import read_fits, write_fits
 from isdc.dal.grouping import Grouping, Member, write_group_file
-from isdc.ids import CONS, NRT, IdError, Revolution, ScwId, Version
+from isdc.ids import CONS, NRT, IdError, ObsId, Revolution, ScwId, Version
 from isdc.time import TimeCorrelation
 
 CRAB = (83.6331, 22.0145)
@@ -39,6 +39,8 @@ def test_path_builders_follow_the_isdc_layout(tmp_path):
     assert rel(ar.cat_dir()) == "cat"
     assert rel(ar.obs_dir("crab_2003")) == "obs/crab_2003"
     assert rel(ar.obs_scw_dir("crab_2003", scw)) == "obs/crab_2003/scw/066500230010.001"
+    assert rel(ar.obs_dir(ObsId("02200010"), CONS)) == "obs/02200010.001"
+    assert rel(ar.obs_scw_dir("02200010", scw, 0)) == "obs/02200010.000/scw/066500230010.001"
 
 
 def test_root_is_resolved_once(tmp_path, monkeypatch):
@@ -58,6 +60,7 @@ def test_root_is_resolved_once(tmp_path, monkeypatch):
     lambda ar: ar.rev_dir("0665", CONS),
     lambda ar: ar.aux_adp(Revolution(665), "001"),
     lambda ar: ar.obs_scw_dir("run", "066500230010.001"),
+    lambda ar: ar.obs_dir("run", "001"),
     lambda ar: ar.scws(rev="0665"),
 ])
 def test_raw_strings_are_refused(tmp_path, call):

@@ -143,14 +143,18 @@ class Archive:
         return self._inside("cat")
 
     # ---- analysis outputs
-    def obs_dir(self, name: str | ObsId) -> Path:
-        """`obs/<name>/` for an OSA run or observation group (name checked by safe_name)."""
-        return self._inside("obs", safe_name(str(name) if isinstance(name, ObsId) else name, "output name"))
+    def obs_dir(self, name: str | ObsId, version: Version | int | None = None) -> Path:
+        """`obs/<name>/` (or ISDC's `obs/<name>.VVV/` with `version`) for an OSA run or an
+        observation group; `name` is checked by safe_name."""
+        folder = safe_name(str(name) if isinstance(name, ObsId) else name, "output name")
+        if version is not None:
+            folder = f"{folder}.{_need(version, Version, 'version')}"
+        return self._inside("obs", folder)
 
-    def obs_scw_dir(self, name: str | ObsId, scw: ScwId) -> Path:
-        """`obs/<name>/scw/<RRRRPPPPSSSF.VVV>/`: per-ScW analysis products."""
+    def obs_scw_dir(self, name: str | ObsId, scw: ScwId, version: Version | int | None = None) -> Path:
+        """`obs/<name>[.VVV]/scw/<RRRRPPPPSSSF.VVV>/`: per-ScW analysis products."""
         scw = _need(scw, ScwId, "scw")
-        return self.obs_dir(name) / "scw" / str(scw)
+        return self.obs_dir(name, version) / "scw" / str(scw)
 
     # ---- guard
     def check_output(self, path: str | os.PathLike) -> Path:
