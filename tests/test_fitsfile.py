@@ -189,6 +189,21 @@ def test_large_table_spans_many_read_chunks(tmp_path):
             assert t[k].dtype == v.dtype and np.array_equal(t[k], v), (suffix, k)
 
 
+def test_long_comments_are_cut_to_the_card_without_warnings(tmp_path):
+    long = "On-board time of the correlation point (ticks of 2**-20 s), " * 3
+    h = fits.Header([("EXTNAME", "T"), ("SWID", "066500230010", long), ("HIERARCH ISDC LONG KEY", 1, "short"),
+                     ("OBJECT", "it's a 'quoted' name", "x" * 45)])
+    spec = ColumnSpec("OB_TIME", "1K", unit="tick", comment=long)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path = write_fits(tmp_path / "c.fits", [Table({"OB_TIME": np.arange(3)}, h, [spec])])
+        hdr = fits.getheader(path, 1)
+    assert long.startswith(hdr.comments["TTYPE1"]) and len(hdr.comments["TTYPE1"]) == 80 - 33
+    assert long.startswith(hdr.comments["SWID"]) and len(hdr.comments["SWID"]) == 80 - 33
+    assert hdr["ISDC LONG KEY"] == 1
+    assert hdr["OBJECT"] == "it's a 'quoted' name" and hdr.comments["OBJECT"] == "x" * 42  # 10 + 25 + 3 + 42
+
+
 def test_column_spec_inference_and_native_dtypes():
     specs = {s.name: s for s in Table(all_types_columns(), {}).specs}
     for name, (tform, tzero) in EXPECTED_TFORM.items():

@@ -273,6 +273,8 @@ def load(path: str | Path) -> Template:
     for c in col_doc:
         if not isinstance(c, dict):
             fail(f"column {c!r}: must be a mapping")
+        if None in c and "null" not in c:  # YAML reads the bare key `null` as None
+            c = {("null" if k is None else k): v for k, v in c.items()}
         cname = c.get("name")
         if not isinstance(cname, str) or not _COLUMN_RE.fullmatch(cname):
             fail(f"column name {cname!r}: letters, digits and '_', starting with a letter")
