@@ -121,7 +121,7 @@ def test_table_of_every_type_round_trips_and_astropy_agrees(tmp_path, suffix):
         assert got.dtype == want.dtype, (name, got.dtype, want.dtype)  # native, as written
         assert got.dtype.isnative and got.shape == want.shape, name
         assert_equal_values(got, want, name)
-        assert got.flags.writeable and got.flags.owndata or got.base is not None  # not a view of a closed buffer
+        assert got.flags.writeable  # a new array, not a view of the file's buffer
 
     with astropy_strict(path) as hl:
         h, d = hl[1].header, hl[1].data
@@ -142,8 +142,8 @@ def test_table_of_every_type_round_trips_and_astropy_agrees(tmp_path, suffix):
             assert h[key] == user_header()[key], key
         assert type(h["TSTART"]) is float and type(h["REVOL"]) is int and h["ISDCOK"] is True
         assert "a comment card" in str(h["COMMENT"]) and "a history card" in str(h["HISTORY"])
-        assert h["NAXIS1"] == sum(np.dtype(ColumnSpec(n, *EXPECTED_TFORM[n][:1]).file_dtype()).itemsize
-                                  for n in cols if n != "MATRIX") + 24
+        # 1+1+2+4+8+4+8+16 bytes of scalars and text, 12+4+24 of vectors, 2+4+8+1+4 of offset integers
+        assert h["NAXIS1"] == 103
     # our reader keeps the user keywords the same way
     assert t.header["TSTART"] == 1234.5678901234567 and t.header["LONGSTR"] == "x" * 100
 
