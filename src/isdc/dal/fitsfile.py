@@ -1,10 +1,10 @@
 """The project's one FITS reader and writer.
 
 Why our own (benchmarks/bench_fits_io.py, 2e6 ISGRI events, 60 MB, page cache, this
-2-core machine): astropy writes the table at ~240-270 MB/s and fitsio at ~40-60 MB/s (cell
-by cell); we write at ~450-1100 MB/s including checksums (durable, i.e. fsync'ed:
-~450-800). Reading to native-byte-order arrays: astropy + conversion ~0.7-1.2 GB/s,
-fitsio ~0.6-1.0 GB/s, we ~1.4-2.5 GB/s. Writing a table is one pack of the columns into
+2-core machine): astropy writes the table at ~170-270 MB/s and fitsio at ~40-60 MB/s (cell
+by cell); we write at ~600-1150 MB/s including checksums (durable, i.e. fsync'ed:
+~450-850). Reading to native-byte-order arrays: astropy + conversion ~0.7-1.2 GB/s,
+fitsio ~0.6-1.1 GB/s, we ~1.4-2.5 GB/s. Writing a table is one pack of the columns into
 a big-endian record array and one `write()`; reading decodes the rows in half-megabyte
 chunks that stay in the CPU cache while each column is gathered and byte-swapped.
 Headers are formatted and parsed by astropy's `Header` (80-character cards, long
