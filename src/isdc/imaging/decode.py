@@ -27,6 +27,13 @@ three correlations (``D * M``, ``D * Ub``, ``D * M^2``); the efficiency-map corr
 (``W * M``, ``W * Ub``, ``W * M^2``, ``W * U``) are cached per efficiency map.  All are
 FFT products with kernel spectra computed once in :class:`Decoder`.
 
+Round-off: the counts are split as ``D = level W + (D - level W)``; the flat part decodes
+to exactly 0 and its variance term comes from the efficiency-map correlations, so the FFT
+round-off scales with the fluctuations, not with the background level.  Likewise
+``W = rho R + dW`` (R = map of real pixels, whose correlations are computed once in double
+precision).  In single precision (the default) the significance differs from a double
+precision decode by < 1e-3 everywhere.
+
 Known artefacts (documented in docs/imaging.md): a source between pixel centres decodes
 to a lower peak (use :func:`fit_sources` for fluxes); the non-integer element/pixel ratio
 and the gaps leave coding noise of order 1% of a source's peak in the side lobes; a
@@ -50,9 +57,10 @@ from isdc.imaging.projection import SkyGrid
 
 __all__ = ["SkyImages", "Decoder", "model_shadowgram", "SourceFit", "fit_sources"]
 
-# Data correlations and output arrays in single or double precision; the efficiency-map
-# terms (balance, normalisation, exposure) are always computed in double precision.
+# Working precision of the FFT correlations, of the arithmetic and of the output images.
 _PRECISIONS = {"single": (np.float32, np.complex64), "double": (np.float64, np.complex128)}
+# Sky pixels need E_k > _MIN_CONTRAST * (1 + b) sum W M^2 (see Decoder._weight_terms).
+_MIN_CONTRAST = 1e-3
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,8 +121,8 @@ class Decoder:
         mask amounts to at least this many pixels (default 1).
     precision : {'single', 'double'}
         Floating-point precision of the data correlations and of the output images
-        (default 'single': twice as fast; the round-off it adds is below 1e-3 sigma, see
-        tests/test_imaging_decode.py).  Efficiency-map terms are always double.
+        (default 'single': about twice as fast; the round-off it adds is below 1e-3 sigma,
+        see tests/test_imaging_decode.py).
     weights_cache : int
         Number of efficiency maps whose correlations are kept (default 8).
     workers : int
@@ -171,9 +179,24 @@ class Decoder:
         m = grid_mask.open
         ub = (grid_mask.inside > 0).astype(np.float64)
         self._data_kernels = self._spectra([m, ub, m * m]).astype(self._complex)
-        self._weight_kernels = self._spectra([m, ub, m * m, grid_mask.inside])
+        weight_kernels = [m, ub, m * m, grid_mask.inside]
+        spectra = self._spectra(weight_kernels)
+        self._weight_kernels = spectra.astype(self._complex)
+        self._kernel_norm = max(float(np.sqrt(np.sum(k * k))) for k in weight_kernels)
+        # Efficiency maps are decomposed as W = rho * R + dW with R the map of real pixels:
+        # the R correlations are computed here once in double precision, so the FFT
+        # round-off of a decode scales with dW (dead pixels, module differences), not W.
+        self._ref_pixels = geometry.real_pixels.astype(np.float64)
+        ref = np.array(self._correlate(self._ref_pixels, spectra))
+        ref[np.abs(ref) < 1e-9] = 0.0  # exact zeros outside the field (FFT leaves ~1e-12)
+        self._ref_corr = ref.astype(self._real)
         tan_y, tan_z = self.grid.pixel_to_tan(np.arange(shape[0])[:, None], np.arange(shape[1])[None, :])
-        self._cos = cos_theta(tan_y, tan_z)
+        self._cos = cos_theta(tan_y, tan_z).astype(self._real)
+
+    @property
+    def fft_shape(self) -> tuple[int, int]:
+        """Padded FFT size used for the correlations (>= the sky image shape)."""
+        return self._fft_shape
 
     # ---- FFT machinery ----------------------------------------------------------------
     def _spectra(self, kernels) -> np.ndarray:
@@ -195,26 +218,41 @@ class Decoder:
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
-        w_open, w_ub, w_open2, w_inside = self._correlate(weights, self._weight_kernels)
-        w_closed = w_ub - w_open
-        # FFT rounding leaves ~1e-12 where the true correlation is 0: compare with a floor
-        tol = 1e-9 * max(float(weights.sum()), 1.0)
-        valid = (w_open > tol) & (w_closed > tol) & (w_inside >= self.min_coded_pixels)
-        b = np.where(valid, w_open / np.where(valid, w_closed, 1.0), 0.0)
-        resp = (1.0 + b) * w_open2 - b * w_open
-        valid &= resp > tol
-        b[~valid] = 0.0
-        n = self.geometry.n_pixels
-        gain = np.where(valid, n / (self._cos * np.where(valid, resp, 1.0)), 0.0)
-        onep = np.where(valid, 1.0 + b, 0.0)
-        v1, v2, v3 = onep * onep, -2.0 * b * onep, b * b
         rt = self._real
-        terms = _WeightTerms(
-            valid=valid, s1=onep.astype(rt), s2=b.astype(rt), v1=v1.astype(rt), v2=v2.astype(rt), v3=v3.astype(rt),
-            var_w=(v1 * w_open2 + v2 * w_open + v3 * w_ub).astype(rt), gain=gain.astype(rt),
-            gain2=(gain * gain).astype(rt), exposure=np.where(valid, self._cos * w_inside / n, 0.0).astype(rt),
-            weight_sum=float(weights.sum()),
-        )
+        weight_sum = float(weights.sum())
+        rho = weight_sum / float(self._ref_pixels.sum())
+        delta = weights - rho * self._ref_pixels
+        delta_norm = float(np.sqrt(np.sum(delta * delta)))
+        corr = self._ref_corr * rt(rho)
+        if delta_norm > 0:
+            corr += self._correlate(delta.astype(rt), self._weight_kernels)
+        w_open, w_ub, w_open2, w_inside = corr
+        # True zeros come out of the FFT as round-off noise: compare with a floor above it
+        eps = 1e-6 if rt is np.float32 else 1e-13
+        tol = rt(1e-9 * max(weight_sum, 1.0) + eps * delta_norm * self._kernel_norm)
+        w_closed = w_ub - w_open
+        valid = w_open > tol
+        valid &= w_closed > tol
+        valid &= w_inside >= self.min_coded_pixels
+        b = np.divide(w_open, w_closed, out=np.zeros_like(w_open), where=valid)
+        onep = b + valid
+        resp = onep * w_open2
+        resp -= b * w_open
+        # Too little coding contrast (the pixels that see this direction are almost equally
+        # open): no information and a response lost in round-off.  ISGRI: all above 1%.
+        valid &= resp > rt(_MIN_CONTRAST) * onep * w_open2
+        b *= valid
+        onep *= valid
+        gain = np.divide(rt(self.geometry.n_pixels), self._cos * resp, out=np.zeros_like(resp), where=valid)
+        v1, v2, v3 = onep * onep, rt(-2.0) * b * onep, b * b
+        var_w = v1 * w_open2
+        var_w += v2 * w_open
+        var_w += v3 * w_ub
+        exposure = self._cos * w_inside
+        exposure *= valid
+        exposure *= rt(1.0 / self.geometry.n_pixels)
+        terms = _WeightTerms(valid=valid, s1=onep, s2=b, v1=v1, v2=v2, v3=v3, var_w=var_w, gain=gain,
+                             gain2=gain * gain, exposure=exposure, weight_sum=weight_sum)
         if self._cache_size:
             self._cache[key] = terms
             while len(self._cache) > self._cache_size:
