@@ -106,20 +106,26 @@ def test_rise_time_grows_with_energy_and_window_acceptance():
     s = rt.sample(np.full(200_000, 500.0), rng)
     mc = ((s >= RISE_MIN) & (s < RISE_MAX)).mean()
     assert mc == pytest.approx(a[2], abs=4 * np.sqrt(a[2] * (1 - a[2]) / s.size))
-    inside = rt.sample_in_window(np.full(5000, 20.0), rng)
+    inside = rt.sample_inside(np.full(5000, 20.0), rng)
     assert np.all((inside >= RISE_MIN) & (inside < RISE_MAX))
 
 
-def test_rejected_events_restore_the_full_rise_time_distribution():
+@pytest.mark.parametrize("energy", [18.0, 60.0, 300.0])
+def test_rejected_events_restore_the_full_rise_time_distribution(energy):
     rt = RiseTimeModel()
     rng = np.random.default_rng(2)
-    e = np.full(200_000, 300.0)
+    e = np.full(200_000, energy)
     parent, rejected = rt.rejected_events(e, rng)
     assert np.all((rejected < RISE_MIN) | (rejected >= RISE_MAX))
-    a = float(rt.acceptance(300.0))
+    a = float(rt.acceptance(energy))
     # accepted / (accepted + rejected) equals the acceptance
     frac = e.size / (e.size + parent.size)
-    assert frac == pytest.approx(a, abs=4 * np.sqrt(a * (1 - a) / e.size))
+    assert frac == pytest.approx(a, abs=4 * np.sqrt(a * (1 - a) / e.size) + 1e-6)
+    # the rejected rise times have the distribution of the full model's outside part
+    full = rt.sample(np.full(2_000_000, energy), rng)
+    out = full[(full < RISE_MIN) | (full >= RISE_MAX)]
+    if out.size > 200 and rejected.size > 200:
+        assert stats.ks_2samp(out, rejected).pvalue > 1e-3
 
 
 # --------------------------------------------------------------------------- dead time, HK

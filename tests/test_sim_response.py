@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from isdc.instruments.isgri.response import AREA_SCALE, ChannelSampler, IsgriResponse, ResponseError
+from isdc.instruments.isgri.response import AREA_SCALE, AliasTable, ChannelSampler, IsgriResponse, ResponseError
 from isdc.sim.spectra import CRAB, CutoffPowerLaw, PowerLaw
 
 REF = Path(__file__).resolve().parent.parent / "test_data" / "reference"
@@ -98,3 +98,16 @@ def test_load_names_the_file_on_bad_input(tmp_path):
         IsgriResponse.load(bad)
     with pytest.raises(ResponseError, match="does not match"):
         IsgriResponse(np.array([1.0]), np.array([2.0]), np.array([1.0, 2.0]), np.array([2.0, 3.0]), np.ones((1, 3)))
+
+
+def test_alias_table_draws_in_proportion_to_weights():
+    w = np.array([0.0, 1.0, 5.0, 0.5, 0.0, 3.5, 10.0])
+    k = AliasTable(w).sample(1_000_000, np.random.default_rng(12))
+    counts = np.bincount(k, minlength=w.size)
+    assert counts[0] == counts[4] == 0
+    keep = w > 0
+    expected = k.size * w[keep] / w.sum()
+    chi2 = ((counts[keep] - expected) ** 2 / expected).sum()
+    assert stats.chi2.sf(chi2, keep.sum() - 1) > 1e-4
+    with pytest.raises(ResponseError, match="alias table"):
+        AliasTable(np.zeros(3))

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from isdc.instruments.isgri.response import ChannelSampler, IsgriResponse
+from isdc.instruments.isgri.response import AliasTable, ChannelSampler, IsgriResponse
 
 __all__ = [
     "N_PIXELS",
@@ -248,26 +248,61 @@ class RiseTimeModel:
         from scipy.special import ndtr
 
         e = np.atleast_1d(np.asarray(energy, dtype=float))
-        lam = self.attenuation_length_mm(e)[:, None]
-        # Depth quantiles (midpoints) of the truncated exponential, then the Gaussian noise.
-        u = (np.arange(n_depth) + 0.5) / n_depth
-        z = -lam * np.log1p(-u * -np.expm1(-self.thickness_mm / lam))
-        mean = self.rt_cathode + (self.rt_anode - self.rt_cathode) * z / self.thickness_mm
+        mean = self.rt_cathode + (self.rt_anode - self.rt_cathode) * self._depth_quantiles(e, n_depth) / self.thickness_mm
         s = self.sigma(e)[:, None]
         p = (ndtr((RISE_MAX - mean) / s) - ndtr((RISE_MIN - mean) / s)).mean(axis=1)
         return p.reshape(np.shape(energy))
 
-    def sample_in_window(self, energy, rng: np.random.Generator, inside: bool = True, max_rounds: int = 200) -> np.ndarray:
-        """Rise times conditioned on being inside (or outside) the RISE_MIN..RISE_MAX window."""
+    def _depth_quantiles(self, energy: np.ndarray, n_depth: int) -> np.ndarray:
+        """(n, n_depth) depths [mm] at the mid-quantiles of each energy's depth distribution."""
+        lam = self.attenuation_length_mm(energy)[:, None]
+        u = (np.arange(n_depth) + 0.5) / n_depth
+        return -lam * np.log1p(-u * -np.expm1(-self.thickness_mm / lam))
+
+    def sample_inside(self, energy, rng: np.random.Generator, max_rounds: int = 100) -> np.ndarray:
+        """Rise times conditioned on RISE_MIN <= rt < RISE_MAX (rejection: acceptance > 0.9)."""
         e = np.asarray(energy, dtype=float).ravel()
         rt = self.sample(e, rng)
         for _ in range(max_rounds):
-            ok = (rt >= RISE_MIN) & (rt < RISE_MAX)
-            bad = ~ok if inside else ok
+            bad = (rt < RISE_MIN) | (rt >= RISE_MAX)
             if not bad.any():
                 return rt.reshape(np.shape(energy))
             rt[bad] = self.sample(e[bad], rng)
-        raise RuntimeError("rise-time sampling did not converge: window probability too small for some energies")
+        raise RuntimeError("rise-time sampling did not converge: window acceptance too small for some energies")
+
+    def sample_outside(self, energy, rng: np.random.Generator, n_depth: int = 64) -> np.ndarray:
+        """Rise times conditioned on lying outside RISE_MIN..RISE_MAX, drawn directly.
+
+        The depth is drawn among `n_depth` equiprobable depth slices with weight
+        P(outside | depth), uniformly inside the slice; the rise-time noise then from the
+        Gaussian tail(s) beyond the window by inverse CDF. Exact up to the slicing.
+        """
+        from scipy.special import ndtr, ndtri
+
+        e = np.asarray(energy, dtype=float).ravel()
+        if e.size == 0:
+            return e.copy()
+        span = self.rt_anode - self.rt_cathode
+        s = self.sigma(e)[:, None]
+        mean = self.rt_cathode + span * self._depth_quantiles(e, n_depth) / self.thickness_mm
+        p_lo, p_hi = ndtr((RISE_MIN - mean) / s), ndtr((mean - RISE_MAX) / s)
+        w = np.cumsum(p_lo + p_hi, axis=1)
+        if np.any(w[:, -1] <= 0):
+            raise RuntimeError("rise-time sampling: no probability outside the window for some energies")
+        k = (w < rng.random(e.size)[:, None] * w[:, -1:]).sum(axis=1)
+        # continuous depth inside the chosen slice, then the tail of the noise
+        lam = self.attenuation_length_mm(e)
+        u = (k + rng.random(e.size)) / n_depth
+        z = -lam * np.log1p(-u * -np.expm1(-self.thickness_mm / lam))
+        mu, sd = self.rt_cathode + span * z / self.thickness_mm, s[:, 0]
+        lo, hi = ndtr((RISE_MIN - mu) / sd), ndtr((mu - RISE_MAX) / sd)
+        low = rng.random(e.size) * (lo + hi) < lo
+        v = rng.random(e.size)
+        with np.errstate(divide="ignore"):
+            rt_lo = mu + sd * ndtri(np.maximum(v * lo, 1e-300))
+            rt_hi = mu - sd * ndtri(np.maximum(v * hi, 1e-300))
+        rt = np.where(low, np.minimum(rt_lo, np.nextafter(RISE_MIN, -np.inf)), np.maximum(rt_hi, RISE_MAX))
+        return rt.reshape(np.shape(energy))
 
     def rejected_events(self, energy, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Extra events outside the rise-time window that accompany accepted ones.
@@ -281,7 +316,7 @@ class RiseTimeModel:
         a = np.interp(np.log(np.clip(e, 10.0, 2000.0)), np.log(grid), self.acceptance(grid))
         k = rng.poisson((1.0 - a) / np.maximum(a, 1e-3))
         parent = np.repeat(np.arange(e.size), k)
-        return parent, self.sample_in_window(e[parent], rng, inside=False)
+        return parent, self.sample_outside(e[parent], rng)
 
 
 # --------------------------------------------------------------------------- dead time
@@ -576,11 +611,8 @@ class BackgroundModel:
         """`n` background events: (z, y, energy [keV]); pixel and energy independent."""
         if "sampler" not in self._cache:
             self._cache["sampler"] = ChannelSampler(self.response.e_min, self.response.e_max, self.spectrum)
-            cdf = np.cumsum(self.spatial_map.ravel())
-            self._cache["pix_cdf"] = cdf / cdf[-1]
-        pix = np.searchsorted(self._cache["pix_cdf"], rng.random(int(n)), side="right")
-        pix = np.minimum(pix, N_PIXELS * N_PIXELS - 1)
-        z, y = np.divmod(pix, N_PIXELS)
+            self._cache["pixels"] = AliasTable(self.spatial_map)
+        z, y = np.divmod(self._cache["pixels"].sample(n, rng), N_PIXELS)
         return z, y, self._cache["sampler"].sample(n, rng)
 
     def expected_counts(self, live_time_s: float, scale: float = 1.0) -> float:
