@@ -20,11 +20,11 @@ Run: .venv/bin/python benchmarks/bench_sim_models.py [N_EVENTS] [--repeat N]
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 
 import numpy as np
+from bench_fits_io import median_time  # the benchmarks' shared timer (this folder)
 
 from isdc.instruments.isgri.detector_model import (BackgroundModel, GainModel, RiseTimeModel, digitise_pha,
                                                    simulate_hk)
@@ -36,15 +36,6 @@ from isdc.sim.spectra import CRAB
 
 BUDGET = 1.0
 """Seconds the per-event models may take for a ScW's events: half the 2 s target."""
-
-
-def median_time(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
