@@ -65,7 +65,8 @@ _MIN_CONTRAST = 1e-3
 
 @dataclass(frozen=True, eq=False)
 class SkyImages:
-    """Decoded sky images of one shadowgram, all shape ``grid.shape`` (float64).
+    """Decoded sky images of one shadowgram, all shape ``grid.shape`` (float32, or float64
+    with ``Decoder(precision="double")``).
 
     Attributes
     ----------
