@@ -50,3 +50,19 @@ def test_gain_model_round_trip(tmp_path):
     broken = t.table({k: np.r_[v[:7], v[6:7]] for k, v in tab.columns.items()}, **keywords)
     with pytest.raises(templates.TemplateError, match="each module"):
         gain_model_from_table(broken)
+
+
+def test_shipped_ic_files_are_indexed_and_are_the_default_models():
+    from isdc.dal.icindex import scan_ic_tree
+    from isdc.sim.icfiles import SIM_GAIN_FILE
+
+    ix = scan_ic_tree(data_dir("ic_files"))
+    for structure in ("ISGR-RMF.-RSP", "ISGR-EBDS-MOD", "ISGR-GAIN-MOD"):
+        sel = ix.select("isgri", structure, 3006.1)
+        assert sel.entry.version == 1
+    g = gain_model_from_table(open_product(data_dir("ic_files") / SIM_GAIN_FILE).table("ISGR-GAIN-MOD"))
+    default = GainModel()
+    for name in ("gain", "offset", "gain_tcoef", "offset_tcoef", "rt_gain", "rt_offset"):
+        np.testing.assert_array_equal(getattr(g, name), getattr(default, name))
+    assert (g.gain_drift, g.t_ref, g.charge_loss, g.charge_loss_knee) == (
+        default.gain_drift, default.t_ref, default.charge_loss, default.charge_loss_knee)

@@ -5,8 +5,9 @@
 reads it back. `gain_model_table`/`gain_model_from_table` convert a `GainModel` to and
 from the ISGR-GAIN-MOD table the COR step reads.
 
-`python -m isdc.sim.icfiles RMF` re-derives `ic_files/isgri/isgr_rmf_rsp_0001.fits.gz`
-from the real OSA 11 response (see `derive_simulation_response`).
+`python -m isdc.sim.icfiles [RMF]` writes `ic_files/isgri/isgr_gain_mod_0001.fits` (the
+default `GainModel`) and, given the real OSA 11 response, re-derives
+`ic_files/isgri/isgr_rmf_rsp_0001.fits.gz` from it (see `derive_simulation_response`).
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ from isdc.instruments.isgri.response import (
     derive_simulation_response,
 )
 
-__all__ = ["response_hdus", "write_response", "gain_model_table", "gain_model_from_table", "VSTOP_OPEN"]
+__all__ = ["response_hdus", "write_response", "gain_model_table", "gain_model_from_table", "VSTOP_OPEN",
+           "SIM_GAIN_FILE"]
 
 VSTOP_OPEN = 99999.0
 """VSTOP of an IC file valid until further notice (the ISDC convention)."""
@@ -82,22 +84,29 @@ def gain_model_from_table(table: Table, where: str = "ISGR-GAIN-MOD") -> GainMod
                      charge_loss=float(h["CHLOSS"]), charge_loss_knee=float(h["CHLKNEE"]))
 
 
+SIM_GAIN_FILE = "isgri/isgr_gain_mod_0001.fits"
+"""The simulator's ISGR-GAIN-MOD (the default `GainModel`), relative to `ic_files/`."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Derive the simulator's response file from a real OSA 11 ISGRI response."""
+    """Write the simulator's IC files: the gain model, and the response derived from a real one."""
     from isdc.resources import data_dir
 
     p = argparse.ArgumentParser(description=main.__doc__)
-    p.add_argument("rmf", help="real ISGRI response (OSA 11 ISGR-RMF.-RSP, e.g. isgri_rmf_osa11_2020.fits)")
-    p.add_argument("--out", default=str(data_dir("ic_files") / SIM_RESPONSE_FILE))
+    p.add_argument("rmf", nargs="?", help="real ISGRI response (OSA 11 ISGR-RMF.-RSP, e.g. isgri_rmf_osa11_2020.fits)")
+    p.add_argument("--ic", default=str(data_dir("ic_files")), help="IC tree to write into")
     a = p.parse_args(argv)
-    real = IsgriResponse.load(a.rmf)
-    sim = derive_simulation_response(real)
-    write_response(a.out, sim, history=(
-        f"Derived from {Path(a.rmf).name}: the OSA 11 ISGRI response of 2020 (VSTART 7356.44),",
-        f"matrix x {AREA_SCALE} (isdc.instruments.isgri.response.AREA_SCALE) to match the",
-        "in-flight Crab rates the simulator is calibrated to; grids and shape unchanged.",
-    ))
-    print(f"wrote {a.out}")
+    out = Path(a.ic)
+    gain = write_product(out / SIM_GAIN_FILE, [Image(None, {}), gain_model_table(GainModel())])
+    print(f"wrote {gain}")
+    if a.rmf:
+        real = IsgriResponse.load(a.rmf)
+        rsp = write_response(out / SIM_RESPONSE_FILE, derive_simulation_response(real), history=(
+            f"Derived from {Path(a.rmf).name}: the OSA 11 ISGRI response of 2020 (VSTART 7356.44),",
+            f"matrix x {AREA_SCALE} (isdc.instruments.isgri.response.AREA_SCALE) to match the",
+            "in-flight Crab rates the simulator is calibrated to; grids and shape unchanged.",
+        ))
+        print(f"wrote {rsp}")
     return 0
 
 
