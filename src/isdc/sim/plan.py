@@ -14,9 +14,9 @@ real orbit table of pointing 078900560010 names its predecessor PREVSWID =
 Attitude: X is the pointing axis. INTEGRAL keeps its solar panels facing the Sun: the
 Z axis is the Sun direction's component perpendicular to X, normalised, and the
 ISDC position angle is POSANGLE = -(position angle of Z at X, north through east); both
-checked to 0.3 deg on the real orbit table of ScW 078900560010. The Sun may not come
-closer than `SUN_ASPECT_LIMIT` to the plane perpendicular to X... i.e. the angle X-Sun
-must be within 90 +- 40 deg, or the target is not observable on that date.
+checked to 0.3 deg on the real orbit table of ScW 078900560010. The angle between X and
+the Sun must be within 90 +- `SUN_ASPECT_LIMIT` (40) deg, or the target is not
+observable on that date.
 
 Dithers: hexagon (centre + 6 at 2 deg) and 5x5 square (2 deg steps) around a target,
 and the Galactic-plane scan (GPS: a saw-tooth inclined at 21 deg to the plane within
@@ -214,7 +214,7 @@ def dither_offsets(pattern: str, step: float = 2.0) -> np.ndarray:
 
     'hex': the centre, then 6 points at `step` on a hexagon (bearings 0, 60, ... deg);
     '5x5': a square grid of 5 x 5 at `step`, row by row (serpentine, so each move is one step);
-    'staring': the centre only. Hexagon offsets are (bearing, distance), see `dither_positions`.
+    'staring': the centre only. `dither_positions` places them on the sphere.
     """
     if pattern == "hex":
         b = np.radians(np.arange(6) * 60.0)
