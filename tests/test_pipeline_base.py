@@ -207,3 +207,69 @@ def test_product_target_requires_fingerprint(tmp_path):
     assert not ProductTarget(p, "abd").exists()
     assert "stale" in ProductTarget(p, "abd").why_incomplete()
     assert not ProductTarget(tmp_path / "none.fits", "abc").exists()
+
+
+# --------------------------------------------------------------------------- IC files
+
+register_dataset("test_cal", "scw", "test_cal.fits")
+
+
+class CalTask(ScwTask):
+    """Multiplies the raw sum by a gain read from the IC structure TEST-GAIN-MOD."""
+
+    inputs = {"raw": "test_raw"}
+    outputs = {"cal": "test_cal"}
+    ic_structures = (("isgri", "TEST-GAIN-MOD"),)
+
+    def process(self, inputs):
+        _count_run(self)
+        ic = self.ic_file("isgri", "TEST-GAIN-MOD")
+        gain = read_fits(ic.path).table(ic.hdu)["GAIN"][0]
+        total = inputs["raw"].table("TEST-DATA-RAW")["X"].sum() * gain
+        return {"cal": Product([Table({"CAL": np.array([total])}, {"EXTNAME": "TEST-CAL.-RES"})])}
+
+
+def _write_swg(archive: Path, scw: ScwId, tstart: float):
+    from isdc.dal.archive import Archive, ScwInfo
+    from isdc.dal.grouping import Grouping, write_group_file
+
+    info = ScwInfo(scw, tstart, tstart + 0.02, 83.6, 22.0, 263.6, 68.0, 0.0)
+    write_group_file(Archive(archive).swg(scw), Grouping("GNRL-SCWG-GRP", header=info.header()))
+
+
+def _write_gain(archive: Path, version: int, gain: float, vstart=0.0, vstop=9999.0):
+    d = archive / "ic" / "isgri"
+    d.mkdir(parents=True, exist_ok=True)
+    hdr = {"EXTNAME": "TEST-GAIN-MOD", "VERSION": version, "VSTART": vstart, "VSTOP": vstop}
+    write_fits(d / f"test_gain_{version:04d}.fits", [Table({"GAIN": np.array([gain])}, hdr)])
+
+
+def test_new_ic_version_makes_exactly_the_products_that_use_it_stale(setup):
+    archive, out, scws = setup
+    for s in scws:
+        _write_swg(archive, s, 3000.0)
+    _write_gain(archive, 1, 2.0)
+    cfg = {"sum": {"offset": 0.0}, "scale": {"factor": 2.0}}
+    tasks = [CalTask(archive=str(archive), outdir=str(out), scw=s, config=cfg) for s in scws]
+    other = [ScaleTask(archive=str(archive), outdir=str(out), scw=s, config=cfg) for s in scws]
+    assert run_build(tasks + other).ok
+    f = read_fits(out / "scw" / str(scws[0]) / "test_cal.fits")
+    assert f.table("TEST-CAL.-RES")["CAL"][0] == 90.0
+    prov = f.table("GNRL-PROV-HIS")
+    assert "isgri/test_gain_0001.fits" in list(prov["LOCATION"]) and 1 in list(prov["VERSION"])
+    _write_gain(archive, 2, 3.0)  # the calibration team delivers a new version
+    assert not tasks[0].complete() and all(t.complete() for t in other)
+    assert run_build(tasks + other).ok
+    assert runs(out, "CalTask", scws[0]) == 2 and runs(out, "ScaleTask", scws[0]) == 1
+    assert read_fits(out / "scw" / str(scws[0]) / "test_cal.fits").table("TEST-CAL.-RES")["CAL"][0] == 135.0
+
+
+def test_no_valid_ic_file_quarantines_with_a_clear_reason(setup):
+    archive, out, scws = setup
+    for s in scws:
+        _write_swg(archive, s, 3000.0)
+    _write_gain(archive, 1, 2.0, vstart=0.0, vstop=100.0)  # not valid at IJD 3000
+    tasks = [CalTask(archive=str(archive), outdir=str(out), scw=s, config={}) for s in scws]
+    rep = run_build(tasks, quarantine_dirs=[out / "quarantine"])
+    assert not rep.ok and len(rep.quarantined) == 2
+    assert "TEST-GAIN-MOD" in rep.quarantined[0]["reason"] and "3000" in rep.quarantined[0]["reason"]

@@ -51,6 +51,7 @@ __all__ = [
     "angular_separation",
     "build_scw_index",
     "read_scw_index",
+    "read_scw_info",
     "select_scws",
 ]
 
@@ -603,6 +604,15 @@ def _swg_keywords(ff: FitsFile) -> dict:
                 out[k] = h[k]
                 break
     return out
+
+
+def read_scw_info(archive: Archive, scw: ScwId) -> ScwInfo:
+    """The ScwInfo of one ScW from its swg.fits (ArchiveError naming the file if unusable)."""
+    path = archive.swg(scw)
+    try:
+        return ScwInfo.from_header(scw, _swg_keywords(FitsFile(path)), str(path))
+    except (FitsError, OSError) as exc:
+        raise ArchiveError(f"ScW {scw}: {path}: {exc}") from exc
 
 
 def build_scw_index(archive: Archive, *, strict: bool = False, write: bool = True) -> ScwIndex:

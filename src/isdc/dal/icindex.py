@@ -40,7 +40,7 @@ from isdc.ids import IdError, safe_name
 log = logging.getLogger(__name__)
 
 __all__ = ["ICError", "ICEntry", "ICSelection", "ICIndex", "IC_INDEX_GRPNAME", "scan_ic_tree", "build_ic_index",
-           "read_ic_index"]
+           "read_ic_index", "ic_index_for"]
 
 IC_INDEX_GRPNAME = "GNRL-IC..-GRP-IDX"
 
@@ -350,3 +350,37 @@ def build_ic_index(archive) -> ICIndex:
     index = scan_ic_tree(archive.ic_root())
     index.write(archive.idx_ic(), archive.root)
     return index
+
+
+_INDEX_CACHE: dict[tuple, ICIndex] = {}
+
+
+def ic_index_for(archive_root: str | os.PathLike) -> ICIndex:
+    """The IC index a pipeline run uses: the archive's (its `idx/ic` file, else a scan of its
+    `ic/` tree), or the IC files shipped with isdc when the archive has none.
+
+    Cached per process by the index file's (or tree's) modification time, so a new IC
+    file or a rebuilt index is seen by a long-running daemon.
+    """
+    from isdc.dal.archive import Archive
+    from isdc.resources import data_dir
+
+    archive = Archive(archive_root)
+    idx, tree = archive.idx_ic(), archive.ic_root()
+    if idx.is_file():
+        key = ("idx", str(idx), idx.stat().st_mtime_ns)
+        make = lambda: read_ic_index(idx, archive.root)  # noqa: E731
+    elif tree.is_dir():
+        stamp = max((p.stat().st_mtime_ns for p in tree.rglob("*")), default=0)
+        key = ("tree", str(tree), stamp)
+        make = lambda: scan_ic_tree(tree)  # noqa: E731
+    else:
+        shipped = data_dir("ic_files")
+        key = ("shipped", str(shipped))
+        make = lambda: scan_ic_tree(shipped)  # noqa: E731
+    hit = _INDEX_CACHE.get(key)
+    if hit is None:
+        if len(_INDEX_CACHE) > 64:
+            _INDEX_CACHE.clear()
+        hit = _INDEX_CACHE[key] = make()
+    return hit

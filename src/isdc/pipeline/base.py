@@ -37,6 +37,8 @@ import luigi
 
 from isdc import __version__
 from isdc.dal import quarantine
+from isdc.dal.archive import Archive, ArchiveError, ScwInfo, read_scw_info
+from isdc.dal.icindex import ICError, ic_index_for
 from isdc.dal.fitsfile import FitsError, FitsFile
 from isdc.dal.products import Product
 from isdc.dal.templates import TemplateError, get as get_template
@@ -116,13 +118,14 @@ def config_value(config: Mapping, key: str, default: Any = KeyError) -> Any:
 class DatasetType:
     """A kind of product: name, the dimension that keys it, and its file name.
 
-    Dimensions: 'raw' (input data of a ScW in the archive, `scw/RRRR/<scw>/`), 'scw'
-    (a ScW's analysis products, `<outdir>/scw/<scw>/`), 'obs' (observation-level products,
+    Dimensions: 'raw' (input data of a ScW in the archive, `scw/RRRR/<scw>/`), 'aux'
+    (auxiliary data of the ScW's revolution, `aux/adp/RRRR.VVV/`), 'scw' (a ScW's analysis
+    products, `<outdir>/scw/<scw>/`), 'obs' (observation-level products,
     `<outdir>/obs/<group>/`).
     """
 
     def __init__(self, name: str, dimension: str, filename: str, description: str = ""):
-        if dimension not in ("raw", "scw", "obs"):
+        if dimension not in ("raw", "aux", "scw", "obs"):
             raise ValueError(f"dataset {name}: unknown dimension {dimension!r}")
         self.name, self.dimension, self.filename, self.description = name, dimension, filename, description
 
@@ -398,16 +401,43 @@ class ScwTask(IsdcTask):
 
     def dataset_path(self, dataset: str) -> Path:
         dt = DATASETS[dataset]
-        if dt.dimension == "raw":
-            return _raw_dir(Path(self.archive), self.scw) / dt.filename
+        if dt.dimension in ("raw", "aux"):
+            return _input_path(Path(self.archive), self.scw, dt)
         if dt.dimension == "scw":
             return Path(self.outdir) / "scw" / str(self.scw) / dt.filename
         raise ValueError(f"{self.task_family}: dataset {dataset} has dimension {dt.dimension}, not per-ScW")
 
+    def scw_info(self) -> ScwInfo:
+        """The ScW's swg.fits keywords (times, pointing); PermanentError if unusable."""
+        try:
+            return read_scw_info(Archive(self.archive), self.scw)
+        except ArchiveError as exc:
+            raise PermanentError(str(exc)) from exc
 
-def _raw_dir(archive: Path, scw: ScwId) -> Path:
+    def ic_selection(self) -> list[dict]:
+        if not self.ic_structures:
+            return []
+        try:
+            t = self.scw_info().tstart
+            index = ic_index_for(self.archive)
+            return [index.select(inst, struct, t).provenance() for inst, struct in self.ic_structures]
+        except (ICError, PermanentError) as exc:
+            # Completeness cannot be judged without the IC files: say why, as an input problem.
+            return [{"error": str(exc)}]
+
+    def ic_file(self, instrument: str, structure: str):
+        """The ICSelection (path, HDU, version) of an IC structure valid at this ScW's start."""
+        try:
+            return ic_index_for(self.archive).select(instrument, structure, self.scw_info().tstart)
+        except ICError as exc:
+            raise PermanentError(f"{self.scw}: {exc}") from exc
+
+
+def _input_path(archive: Path, scw: ScwId, dt: DatasetType) -> Path:
     # Built only from a parsed ScwId: every component is digits.
-    return archive / "scw" / f"{scw.revolution:04d}" / str(scw)
+    if dt.dimension == "aux":
+        return archive / "aux" / "adp" / f"{scw.revolution:04d}.{scw.version}" / dt.filename
+    return archive / "scw" / f"{scw.revolution:04d}" / str(scw) / dt.filename
 
 
 class RawData(luigi.ExternalTask):
@@ -421,7 +451,7 @@ class RawData(luigi.ExternalTask):
         # Present is enough here: a damaged input must reach the task that reads it, which
         # quarantines the ScW with the file and the problem named (a luigi "missing
         # dependency" would say neither).
-        return ProductTarget(_raw_dir(Path(self.archive), self.scw) / DATASETS[self.dataset].filename, check_whole=False)
+        return ProductTarget(_input_path(Path(self.archive), self.scw, DATASETS[self.dataset]), check_whole=False)
 
     def fingerprint(self) -> str:
         """Raw data change (e.g. more NRT telemetry) -> every product made from them is stale."""
@@ -435,8 +465,8 @@ class RawData(luigi.ExternalTask):
 
 
 def raw_input(dataset: str) -> None:
-    """Make RawData the producer of a raw dataset type."""
-    if DATASETS[dataset].dimension != "raw":
+    """Make RawData the producer of an input dataset type (raw ScW data or aux data)."""
+    if DATASETS[dataset].dimension not in ("raw", "aux"):
         raise ValueError(f"{dataset} is not a raw dataset")
     PRODUCERS[dataset] = RawData
 
