@@ -28,10 +28,11 @@ import json
 import math
 import os
 import re
-import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from isdc.dal.atomic import atomic_write_bytes
 
 __all__ = ["Alert", "KINDS", "voevent_xml", "IVORN_ROOT", "AlertStore"]
 
@@ -150,24 +151,6 @@ def voevent_xml(alert: Alert, created_utc: str, role: str = "observation") -> by
 _ID = re.compile(r"[a-z_]+-[A-Za-z0-9_.+\-]{1,120}")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class AlertStore:
     """Alerts of one NRT installation in a folder (see module docstring)."""
 
@@ -192,12 +175,12 @@ class AlertStore:
         if not jpath.exists():
             doc = alert.to_json()
             doc["created_utc"] = created
-            _atomic_write(jpath, json.dumps(doc, indent=1, sort_keys=True).encode())
+            atomic_write_bytes(jpath, json.dumps(doc, indent=1, sort_keys=True).encode())
         else:
             created = json.loads(jpath.read_text()).get("created_utc", created)
-        _atomic_write(xpath, voevent_xml(alert, created))
+        atomic_write_bytes(xpath, voevent_xml(alert, created))
         if self.deliver:
-            _atomic_write(self.folder / "outbox" / aid, b"")
+            atomic_write_bytes(self.folder / "outbox" / aid, b"")
         return True
 
     def ids(self) -> list[str]:
@@ -221,5 +204,5 @@ class AlertStore:
         """Record delivery, then clear the outbox entry (in this order: never lost)."""
         self._path(alert_id, ".json")  # validates the ID
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        _atomic_write(self.folder / "sent" / alert_id, json.dumps({"time": stamp, "status": status}).encode())
+        atomic_write_bytes(self.folder / "sent" / alert_id, json.dumps({"time": stamp, "status": status}).encode())
         (self.folder / "outbox" / alert_id).unlink(missing_ok=True)

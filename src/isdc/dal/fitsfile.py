@@ -31,6 +31,8 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 from astropy.io import fits
 
+from isdc.dal.atomic import fsync_dir
+
 __all__ = [
     "FitsError",
     "ColumnSpec",
@@ -593,11 +595,7 @@ def write_fits(
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
         if durable:
-            dfd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            fsync_dir(path.parent)
     except BaseException:
         try:
             os.unlink(tmp)

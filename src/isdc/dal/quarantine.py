@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
+
+from isdc.dal.atomic import atomic_write_bytes
 
 __all__ = ["record", "find", "clear", "list_records"]
 
@@ -32,16 +32,7 @@ def record(qdir: Path, key: str, task: str, reason: str, fingerprint: str) -> Pa
         "data_id": key, "task": task, "reason": reason, "fingerprint": fingerprint,
         "time": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{task}.", suffix=".tmp.json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, json.dumps(doc, indent=1).encode())
     return path
 
 
