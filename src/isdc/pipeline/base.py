@@ -409,8 +409,19 @@ class ScwTask(IsdcTask):
 
     def scw_info(self) -> ScwInfo:
         """The ScW's swg.fits keywords (times, pointing); PermanentError if unusable."""
+        archive = Archive(self.archive)
         try:
-            return read_scw_info(Archive(self.archive), self.scw)
+            st = archive.swg(self.scw).stat()
+            key = (str(archive.swg(self.scw)), st.st_mtime_ns, st.st_size)
+            info = _SCW_INFO.get(key)
+            if info is None:
+                info = read_scw_info(archive, self.scw)
+                if len(_SCW_INFO) > 20000:
+                    _SCW_INFO.clear()
+                _SCW_INFO[key] = info
+            return info
+        except FileNotFoundError as exc:
+            raise PermanentError(f"ScW {self.scw}: no {exc.filename}") from exc
         except ArchiveError as exc:
             raise PermanentError(str(exc)) from exc
 
@@ -431,6 +442,10 @@ class ScwTask(IsdcTask):
             return ic_index_for(self.archive).select(instrument, structure, self.scw_info().tstart)
         except ICError as exc:
             raise PermanentError(f"{self.scw}: {exc}") from exc
+
+
+# swg.fits keywords by (path, mtime, size): fingerprints ask for them many times per build.
+_SCW_INFO: dict[tuple, ScwInfo] = {}
 
 
 def _input_path(archive: Path, scw: ScwId, dt: DatasetType) -> Path:
