@@ -13,7 +13,7 @@ from isdc.dal.fitsfile import Image, Table, read_fits, write_fits
 from isdc.dal.products import Product
 from isdc.ids import ScwId
 from isdc.pipeline.base import (
-    NoWork, PermanentError, ProductTarget, ScwTask, TransientError, raw_input, register_dataset,
+    NoWork, ObsTask, PermanentError, ProductTarget, ScwTask, TransientError, raw_input, register_dataset,
 )
 from isdc.pipeline.runner import run_build
 
@@ -273,3 +273,35 @@ def test_no_valid_ic_file_quarantines_with_a_clear_reason(setup):
     rep = run_build(tasks, quarantine_dirs=[out / "quarantine"])
     assert not rep.ok and len(rep.quarantined) == 2
     assert "TEST-GAIN-MOD" in rep.quarantined[0]["reason"] and "3000" in rep.quarantined[0]["reason"]
+
+
+# --------------------------------------------------------------------------- observation groups
+
+register_dataset("test_obs_total", "obs", "test_obs_total.fits")
+
+
+class ObsTotal(ObsTask):
+    scw_inputs = {"scaled": "test_scaled"}
+    outputs = {"total": "test_obs_total"}
+
+    def process(self, inputs):
+        per = self.per_scw(inputs, "scaled")
+        used = [p.table("TEST-SCAL-RES")["SCALED"][0] for p in per.values() if not p.nowork]
+        return {"total": Product([Table({"TOTAL": np.array([sum(used)]), "NSCW": np.array([len(used)])},
+                                        {"EXTNAME": "TEST-OBS.-RES"})])}
+
+
+def test_observation_task_combines_scws_and_skips_empty_ones(setup):
+    archive, out, scws = setup
+    make_raw(archive, scws[0], [])  # no work in the first ScW
+    cfg = {"sum": {"offset": 0.0}, "scale": {"factor": 2.0}}
+    task = ObsTotal(archive=str(archive), outdir=str(out), config=cfg, group="crab_obs", scws=[str(s) for s in scws])
+    rep = run_build([task])
+    assert rep.ok, rep.summary()
+    t = read_fits(out / "obs" / "crab_obs" / "test_obs_total.fits").table("TEST-OBS.-RES")
+    assert t["TOTAL"][0] == 110.0 and t["NSCW"][0] == 1
+    # a changed ScW input makes the observation product stale
+    make_raw(archive, scws[1], np.arange(11))
+    assert not task.complete()
+    with pytest.raises(Exception):
+        ObsTotal(archive=str(archive), outdir=str(out), config=cfg, group="../etc", scws=[]).output()

@@ -47,7 +47,7 @@ from isdc.ids import IdError, ScwId, safe_name
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "ScwIdParameter", "NoWork", "PermanentError", "TransientError", "DatasetType", "register_dataset",
+    "ScwIdParameter", "NoWork", "PermanentError", "TransientError", "DatasetType", "register_dataset", "ObsTask",
     "DATASETS", "PRODUCERS", "ProductTarget", "IsdcTask", "ScwTask", "canonical_digest", "config_value",
 ]
 
@@ -220,6 +220,7 @@ class IsdcTask(luigi.Task):
     algorithm_version: ClassVar[int] = 1
     config_keys: ClassVar[tuple[str, ...]] = ()
     ic_structures: ClassVar[tuple[tuple[str, str], ...]] = ()  # (instrument, structure)
+    nowork_propagates: ClassVar[bool] = True  # an empty input makes this task's outputs empty
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -290,7 +291,7 @@ class IsdcTask(luigi.Task):
         fps = self.input_fingerprints()
         for local, prod in input_products.items():
             sums = ",".join(str(h.header.get("DATASUM", "")) for h in prod.hdus)
-            add("input", self.inputs[local], _relative(prod.path, self.roots()), 0, fps.get(local, "") or sums)
+            add("input", self.input_dataset(local), _relative(prod.path, self.roots()), 0, fps.get(local, "") or sums)
         for ic in self.ic_selection():
             add("ic", ic.get("structure", ""), ic.get("file", ""), ic.get("version", 0), ic.get("datasum", ""))
         for k, v in self.config_subset().items():
@@ -305,14 +306,19 @@ class IsdcTask(luigi.Task):
     def read_inputs(self) -> dict[str, Product]:
         out = {}
         for local, req in self.requires().items():
-            path = req.dataset_path(self.inputs[local]) if isinstance(req, IsdcTask) else req.output().path
+            dataset = self.input_dataset(local)
+            path = req.dataset_path(dataset) if isinstance(req, IsdcTask) else req.output().path
             try:
                 out[local] = Product.read(path)
             except (FitsError, TemplateError, OSError) as exc:
                 if isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS:
                     raise TransientError(f"{self.data_id()}: reading {path}: {exc}") from exc
-                raise PermanentError(f"{self.data_id()}: input {self.inputs[local]} {path}: {exc}") from exc
+                raise PermanentError(f"{self.data_id()}: input {dataset} {path}: {exc}") from exc
         return out
+
+    def input_dataset(self, local: str) -> str:
+        """Dataset type of the input called `local` in requires()/inputs."""
+        return self.inputs[local]
 
     def quarantine_key(self) -> str:
         return self.data_id()
@@ -340,7 +346,7 @@ class IsdcTask(luigi.Task):
             try:
                 inputs = self.read_inputs()
                 empty = [p for p in inputs.values() if p.nowork]
-                if empty:
+                if empty and self.nowork_propagates:
                     raise NoWork(f"input has no work: {empty[0].nowork_reason}")
                 outputs = self.process(inputs)
                 missing = set(self.outputs) - set(outputs)
@@ -469,11 +475,15 @@ class RawData(luigi.ExternalTask):
         return ProductTarget(_input_path(Path(self.archive), self.scw, DATASETS[self.dataset]), check_whole=False)
 
     def fingerprint(self) -> str:
-        """Raw data change (e.g. more NRT telemetry) -> every product made from them is stale."""
+        """Raw data change (e.g. more NRT telemetry) -> every product made from them is stale.
+
+        Per HDU: DATASUM, CHECKSUM (covers the header) and the axis lengths — a data sum
+        alone misses appended zero bytes.
+        """
         path = self.output().path
         try:
             f = FitsFile(path)
-            sums = [str(h.header.get("DATASUM", "")) for h in f.hdus]
+            sums = [[str(h.header.get(k, "")) for k in ("DATASUM", "CHECKSUM", "NAXIS1", "NAXIS2")] for h in f.hdus]
         except FitsError:
             sums = ["unreadable"]
         return canonical_digest({"raw": DATASETS[self.dataset].filename, "datasums": sums})
@@ -488,3 +498,49 @@ def raw_input(dataset: str) -> None:
 
 def safe_group(name: str) -> str:
     return safe_name(name, "observation group name")
+
+
+class ObsTask(IsdcTask):
+    """A task keyed by an observation group: a named list of ScWs.
+
+    `scw_inputs` maps a local name to a per-ScW dataset: the task requires that dataset for
+    every ScW of the group (keys '<local>@<scwid>' in requires() and in process()'s
+    inputs). ScWs with explicit empty products (no work) are handed over as such; the task
+    decides what to do with them (by default an observation goes on without them).
+    """
+
+    group = luigi.Parameter(description="observation group name")
+    scws = luigi.ListParameter(description="ScW IDs RRRRPPPPSSSF.VVV of the group")
+
+    scw_inputs: ClassVar[dict[str, str]] = {}
+    nowork_propagates = False
+
+    def data_id(self) -> str:
+        return safe_group(self.group)
+
+    def scw_ids(self) -> list[ScwId]:
+        return [ScwId.parse(s) for s in self.scws]
+
+    def dataset_path(self, dataset: str) -> Path:
+        dt = DATASETS[dataset]
+        if dt.dimension != "obs":
+            raise ValueError(f"{self.task_family}: dataset {dataset} has dimension {dt.dimension}, not obs")
+        return Path(self.outdir) / "obs" / safe_group(self.group) / dt.filename
+
+    def input_dataset(self, local: str) -> str:
+        name, _, _ = local.partition("@")
+        return self.scw_inputs.get(name) or self.inputs[name]
+
+    def requires(self):
+        reqs = dict(super().requires())
+        for local, dataset in self.scw_inputs.items():
+            producer = PRODUCERS.get(dataset)
+            if producer is None:
+                raise ValueError(f"{self.task_family}: no task produces input dataset {dataset}")
+            for scw in self.scw_ids():
+                reqs[f"{local}@{scw}"] = producer(archive=self.archive, outdir=self.outdir, config=self.config, scw=scw)
+        return reqs
+
+    def per_scw(self, inputs: dict, local: str) -> dict[ScwId, Product]:
+        """The inputs called `local`, by ScW (empty products included)."""
+        return {ScwId.parse(k.partition("@")[2]): v for k, v in inputs.items() if k.partition("@")[0] == local}
