@@ -107,3 +107,14 @@ def test_detect_cli_writes_a_valid_source_list(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "isdc.cli", "detect", str(tmp_path / "none.fits"), "--out",
                           str(tmp_path / "x.fits")], capture_output=True, text=True)
     assert bad.returncode == 1 and "none.fits" in bad.stderr
+
+
+def test_detect_cli_identifies_against_a_user_catalogue(tmp_path):
+    out = tmp_path / "srcl.fits"
+    r = subprocess.run([sys.executable, "-m", "isdc.cli", "detect", str(REF / "isgri_sky_ima_066500280010.fits.gz"),
+                        "--catalog", str(REF / "swift_bat_survey6b_2.cat.fits.gz"), "--out", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    srcl = read_fits(out).table("ISGR-SRCL-RES")
+    assert list(srcl["NAME"]) == ["Crab Nebula/Pulsar"] and srcl["NEW_SOURCE"][0] == 0 and srcl["OFF_ID"][0] < 1.0
+    assert srcl.header["CATFILE"] == "swift_bat_survey6b_2.cat.fits.gz"

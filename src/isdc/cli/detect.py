@@ -8,7 +8,8 @@ import numpy as np
 
 from isdc.dal.fitsfile import FitsError
 from isdc.dal.products import write_product
-from isdc.pipeline.sourcelist import source_list
+from isdc.dal.catalog import read_catalog
+from isdc.pipeline.sourcelist import ReferenceSources, source_list
 
 ORDER = 40
 
@@ -31,8 +32,7 @@ def run(args) -> int:
         sets = read_sky_images(args.image)
         catalog = None
         if args.catalog is not None:
-            from isdc.dal.catalog import read_reference_sources
-            catalog = read_reference_sources(args.catalog)
+            catalog = ReferenceSources.from_catalog(read_catalog(args.catalog), args.catalog.name)
         tab = source_list(sets, catalog, threshold=args.threshold, image_name=args.image.name)
         for s in sets:
             rows = [i for i in range(len(tab)) if tab["E_MIN"][i] == np.float32(s.e_min)]

@@ -32,6 +32,14 @@ class ReferenceSources:
     path: str = ""
 
     @classmethod
+    def from_catalog(cls, cat, path: str = "") -> "ReferenceSources":
+        """From an `isdc.dal.catalog.Catalog` (SOURCE_ID and ERR_RAD used when present)."""
+        n = len(cat)
+        sid = cat["SOURCE_ID"] if cat.has("SOURCE_ID") else np.full(n, "")
+        err = cat["ERR_RAD"].astype(float) if cat.has("ERR_RAD") else np.zeros(n)
+        return cls(np.asarray(sid, dtype=str), cat.name, cat.ra, cat.dec, np.nan_to_num(err), path or cat.cat_name)
+
+    @classmethod
     def empty(cls) -> "ReferenceSources":
         z = np.zeros(0)
         return cls(np.zeros(0, "U1"), np.zeros(0, "U1"), z, z, z, "")
