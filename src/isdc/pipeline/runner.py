@@ -106,3 +106,73 @@ def run_build(
     for q in quarantine_dirs:
         quarantined += quarantine.list_records(q)
     return BuildReport(len(tasks), done, incomplete, quarantined, status.name, scheduling_ok)
+
+
+class Progress:
+    """A progress line while a build runs: ScWs done/failed and time left.
+
+    Polls the completeness of each ScW's top task from a thread (completeness checks are
+    cached by file stat, so polling is cheap); failed = quarantined.
+    """
+
+    def __init__(self, scw_tasks: Sequence[luigi.Task], quarantine_dir: Path | None, stream=None,
+                 interval_s: float = 1.0):
+        import sys
+        import threading
+
+        self.tasks = list(scw_tasks)
+        self.qdir = quarantine_dir
+        self.stream = stream or sys.stderr
+        self.interval = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._last = ""
+
+    def __enter__(self):
+        import time
+
+        self.t0 = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self._show(final=True)
+
+    def counts(self) -> tuple[int, int]:
+        done = 0
+        for t in self.tasks:
+            try:
+                done += bool(t.complete())
+            except Exception:  # an input being written right now: not done yet
+                pass
+        failed = len({q.get("data_id") for q in quarantine.list_records(self.qdir)}) if self.qdir else 0
+        return done, failed
+
+    def line(self) -> str:
+        import time
+
+        done, failed = self.counts()
+        n = len(self.tasks)
+        elapsed = time.monotonic() - self.t0
+        finished = done + failed
+        left = (elapsed / finished * (n - finished)) if 0 < finished < n else 0.0
+        width = 30
+        bar = "#" * int(width * finished / max(n, 1))
+        return (f"[{bar:<{width}}] {done}/{n} ScWs done, {failed} failed, "
+                f"{elapsed:5.0f} s elapsed, ~{left:4.0f} s left")
+
+    def _show(self, final=False):
+        text = self.line()
+        if self._tty:
+            self.stream.write("\r" + text + ("\n" if final else ""))
+        elif final or text != self._last:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+        self._last = text
+
+    def _run(self):
+        while not self._stop.wait(self.interval if self._tty else max(self.interval, 10.0)):
+            self._show()
