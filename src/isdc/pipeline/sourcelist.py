@@ -17,7 +17,7 @@ from isdc.dal.skyimages import SkyImageSet
 from isdc.dal.templates import get as get_template
 from isdc.imaging.detect import find_sources, identify, psla_arcmin
 
-__all__ = ["ReferenceSources", "detect_band", "source_list", "celestial_wcs"]
+__all__ = ["ReferenceSources", "detect_band", "srcl_columns", "source_list", "celestial_wcs"]
 
 
 @dataclass
@@ -76,6 +76,22 @@ def detect_band(
     snr = np.array([d.detsig for d in dets])
     cat = catalog or ReferenceSources.empty()
     idx, dist = identify(ra, dec, snr, cat.ra, cat.dec, cat.err_rad_deg)
+    return srcl_columns(ra, dec, snr, np.array([d.flux for d in dets]), np.array([d.flux_err for d in dets]),
+                        images.e_min, images.e_max, idx, dist, cat)
+
+
+def srcl_columns(ra, dec, snr, flux, flux_err, e_min: float, e_max: float, idx, dist,
+                 catalog: ReferenceSources | None = None) -> dict[str, np.ndarray]:
+    """ISGR-SRCL-RES columns of identified sources.
+
+    ra, dec : fitted positions (deg); snr : DETSIG; flux, flux_err : counts/s;
+    idx : catalogue row of each source or -1 (new: named NEW_k, RA_OBJ = fitted);
+    dist : distance to the identified catalogue source (arcmin).
+    """
+    cat = catalog or ReferenceSources.empty()
+    ra, dec, snr = (np.asarray(a, dtype=float) for a in (ra, dec, snr))
+    idx = np.asarray(idx, dtype=int)
+    n = len(ra)
     new = idx < 0
     names, ids, ra_obj, dec_obj = [], [], ra.copy(), dec.copy()
     k = 0
@@ -95,10 +111,10 @@ def detect_band(
         "RA_OBJ": ra_obj, "DEC_OBJ": dec_obj, "RA_FIN": ra, "DEC_FIN": dec,
         "ERR_RAD": psla_arcmin(snr) / 60.0 if n else np.zeros(0),
         "DETSIG": snr,
-        "FLUX": np.array([d.flux for d in dets]), "FLUX_ERR": np.array([d.flux_err for d in dets]),
-        "E_MIN": np.full(n, images.e_min), "E_MAX": np.full(n, images.e_max),
+        "FLUX": np.asarray(flux, dtype=float), "FLUX_ERR": np.asarray(flux_err, dtype=float),
+        "E_MIN": np.full(n, float(e_min)), "E_MAX": np.full(n, float(e_max)),
         "NEW_SOURCE": new.astype(np.int16),
-        "OFF_ID": np.where(new, np.nan, dist),
+        "OFF_ID": np.where(new, np.nan, np.asarray(dist, dtype=float)),
     }
     return cols
 
