@@ -24,6 +24,7 @@ from isdc.instruments.isgri.detector_model import (
     simulate_hk,
     telemetry_gtis,
 )
+from isdc.instruments.isgri.geometry import isgri_module
 from isdc.instruments.isgri.response import IsgriResponse
 from isdc.sim.spectra import CRAB
 
@@ -215,8 +216,11 @@ def test_background_pixel_map(background):
     # outer edge brighter than the module interiors by ~edge_excess
     # the 2-pixel outer edge is brighter than the inside of its module by edge_excess
     assert m[0:2, 40:56].mean() / m[2:6, 40:56].mean() == pytest.approx(1.30, rel=0.03)
-    # pixels next to a module gap (y = 31 | 32) are brighter by border_excess
-    assert m[20:40, 31].mean() / m[20:40, 28].mean() == pytest.approx(1.12, rel=0.02)
+    # pixels next to a module gap (ISGRI geometry: y = 63 | 64, z = 31 | 32) are brighter by border_excess
+    assert m[40:56, 63].mean() / m[40:56, 60].mean() == pytest.approx(1.12, rel=0.02)
+    assert m[31, 40:56].mean() / m[28, 40:56].mean() == pytest.approx(1.12, rel=0.02)
+    assert m[40:56, 31].mean() / m[40:56, 28].mean() == pytest.approx(1.0, rel=0.02)  # no gap there
+    assert np.array_equal(modules, isgri_module(*np.mgrid[0:128, 0:128]))
     # module-to-module efficiency differences are visible (module 3 is the lowest)
     eff = np.array([m[(modules == k) & live].mean() for k in range(8)])
     assert np.argmin(eff) == 3 and eff.max() / eff.min() > 1.05

@@ -16,6 +16,8 @@ the real suffix, flushed and fsync'ed, then `os.replace`; a reader never sees ha
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as _dt
 import gzip
 import io
@@ -48,6 +50,7 @@ __all__ = [
     "native_dtype",
     "native_column",
     "UNSIGNED_ZERO",
+    "fixed_date",
 ]
 
 BLOCK = 2880
@@ -514,11 +517,28 @@ def _table_bytes(tab: Table) -> tuple[fits.Header, memoryview]:
     return _card_header(cards, tab.header), memoryview(raw)
 
 
+_FIXED_DATE: contextvars.ContextVar[str | None] = contextvars.ContextVar("isdc_fits_fixed_date", default=None)
+
+
+@contextlib.contextmanager
+def fixed_date(date: str):
+    """Within the block, HDUs written without a DATE keyword get `date` ('YYYY-MM-DDThh:mm:ss')
+    instead of the current time, so that the same input gives the same bytes (reproducible
+    files, e.g. the simulator's archive)."""
+    _dt.datetime.strptime(date, "%Y-%m-%dT%H:%M:%S")  # ValueError for anything else
+    token = _FIXED_DATE.set(date)
+    try:
+        yield
+    finally:
+        _FIXED_DATE.reset(token)
+
+
 def _finish_header(h: fits.Header, data: bytes | memoryview) -> tuple[bytes, int]:
     """Add DATASUM/CHECKSUM to a header; return its bytes and the data checksum."""
     datasum = ones_complement_sum(data) if len(data) else 0
     # Pad the data sum over the zero fill: zero bytes add nothing to a one's-complement sum.
-    h["DATE"] = (h.get("DATE") or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"), "file creation date (UTC)")
+    date = h.get("DATE") or _FIXED_DATE.get() or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    h["DATE"] = (date, "file creation date (UTC)")
     if "LONGSTRN" not in h and any(len(c.image) > CARD for c in h.cards):
         # strings longer than a card continue on CONTINUE cards: declare the convention
         h["LONGSTRN"] = ("OGIP 1.0", "The OGIP long string convention may be used")

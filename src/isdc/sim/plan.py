@@ -58,6 +58,10 @@ __all__ = [
     "Attitude",
     "ScwPlan",
     "plan_revolution",
+    "OBT_EPOCH_IJD",
+    "CLOCK_DRIFT",
+    "onboard_clock",
+    "orbit_state",
 ]
 
 
@@ -471,3 +475,67 @@ def plan_revolution(
         t = t_point_end
         k += 1
     return plans
+
+
+# --------------------------------------------------------------------------- clock and orbit
+
+OBT_EPOCH_IJD = 1020.0715
+"""IJD at which the simulated on-board clock read 0: OBT counts on-board seconds (ticks of
+2**-20 s) since launch. Fitted on the real orbit table of ScW 078900560010 (OBTSTART
+213629501702144 ticks at 2009-04-01T02:11:24 UTC); INTEGRAL was launched on 2002-10-17."""
+CLOCK_DRIFT = 1.0e-7
+"""Fractional rate error of the simulated on-board clock (runs fast by 8.6 ms/day)."""
+_TICKS_PER_DAY = 86400.0 * 2**20
+
+
+def onboard_clock(rev: int, step_h: float = 1.0):
+    """The time correlation (`isdc.time.TimeCorrelation`) of revolution `rev`: one point
+    every `step_h` hours from its perigee to the next, OBT = (IJD - OBT_EPOCH_IJD) x ticks
+    per day x (1 + CLOCK_DRIFT), the same clock for every revolution."""
+    from isdc.time import TimeCorrelation
+
+    t0 = float(revolution_start(rev))
+    obt0 = int(round((t0 - OBT_EPOCH_IJD) * _TICKS_PER_DAY * (1.0 + CLOCK_DRIFT)))
+    points = int(np.ceil(REVOLUTION_PERIOD * 24.0 / step_h)) + 1
+    return TimeCorrelation.linear(obt0, t0, REVOLUTION_PERIOD, drift=CLOCK_DRIFT, points=points,
+                                  name=f"simulated time correlation of revolution {int(rev)}")
+
+
+# Keplerian elements of the simulated orbit (INTEGRAL's at launch: perigee 9000 km and apogee
+# 153600 km altitude, inclination 52.2 deg); J2000 equatorial axes, perigee at phase 0.
+_GM_EARTH = 398600.4418  # km^3/s^2
+_PERIGEE_KM = 15378.0
+_INCLINATION, _RAAN, _ARG_PERIGEE = 52.2, 102.5, 301.5  # deg
+
+
+def orbit_state(ijd) -> tuple[np.ndarray, np.ndarray]:
+    """Geocentric position [km] and velocity [km/s], shape (n, 3), at times `ijd`.
+
+    A Keplerian orbit of period `REVOLUTION_PERIOD` (semi-major axis 87702 km), perigee
+    15378 km from the Earth's centre at the start of each revolution: 152480 km at phase
+    0.632, where the real orbit table of ScW 078900560010 says 152873 km.
+    """
+    t = np.atleast_1d(np.asarray(ijd, dtype=float))
+    n = 2.0 * np.pi / (REVOLUTION_PERIOD * SECONDS_PER_DAY)
+    a = (_GM_EARTH / n**2) ** (1.0 / 3.0)
+    e = 1.0 - _PERIGEE_KM / a
+    m = 2.0 * np.pi * revolution_phase(t)
+    ecc = m + e * np.sin(m)
+    for _ in range(30):  # Newton on Kepler's equation; converges to 1e-15 for e = 0.82
+        ecc = ecc - (ecc - e * np.sin(ecc) - m) / (1.0 - e * np.cos(ecc))
+    cos_e, sin_e = np.cos(ecc), np.sin(ecc)
+    b = a * np.sqrt(1.0 - e * e)
+    pos = np.stack([a * (cos_e - e), b * sin_e, np.zeros_like(t)], axis=-1)  # perifocal frame
+    edot = n / (1.0 - e * cos_e)
+    vel = np.stack([-a * sin_e * edot, b * cos_e * edot, np.zeros_like(t)], axis=-1)
+    w, o, i = np.radians([_ARG_PERIGEE, _RAAN, _INCLINATION])
+    rot = (_rot_z(o) @ _rot_x(i) @ _rot_z(w))
+    return pos @ rot.T, vel @ rot.T
+
+
+def _rot_z(a: float) -> np.ndarray:
+    return np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
+
+
+def _rot_x(a: float) -> np.ndarray:
+    return np.array([[1.0, 0.0, 0.0], [0.0, np.cos(a), -np.sin(a)], [0.0, np.sin(a), np.cos(a)]])

@@ -227,8 +227,19 @@ class GammaRayBurst:
 
     def sample_times(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """`n` photon arrival times [s after onset] drawn from the light curve (inverse CDF)."""
+        return self.sample_times_between(n, 0.0, np.inf, rng)
+
+    def fraction_between(self, t0_s, t1_s) -> np.ndarray:
+        """Fraction of the fluence emitted between `t0_s` and `t1_s` seconds after onset."""
         t, cdf = _fred_cdf(self.rise, self.decay)
-        return np.interp(rng.random(int(n)), cdf, t)
+        return np.interp(t1_s, t, cdf, left=0.0, right=1.0) - np.interp(t0_s, t, cdf, left=0.0, right=1.0)
+
+    def sample_times_between(self, n: int, t0_s: float, t1_s: float, rng: np.random.Generator) -> np.ndarray:
+        """`n` photon arrival times [s after onset] drawn from the light curve restricted to
+        [t0_s, t1_s) (inverse CDF, as far as the tabulated CDF resolves the interval)."""
+        t, cdf = _fred_cdf(self.rise, self.decay)
+        lo, hi = np.interp([t0_s, t1_s], t, cdf, left=0.0, right=1.0)
+        return np.clip(np.interp(lo + (hi - lo) * rng.random(int(n)), cdf, t), t0_s, t1_s)
 
 
 # --------------------------------------------------------------------------- the sky

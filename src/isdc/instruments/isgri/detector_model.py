@@ -13,8 +13,8 @@ each class; docs/simulator.md gathers the numbers and their sources.
 - `HousekeepingModel`, `simulate_hk`  module temperatures, bias voltage, rate counters.
 
 Conventions: detector arrays are numpy `[row, col] = [Z, Y]`, 128 x 128 logical pixels
-(no gaps), 8 modules of 64 (Z) x 32 (Y) pixels, `module = (z // 64) * 4 + (y // 32)`,
-the layout of `isdc.imaging.geometry.CodedMaskGeometry.module_map` with 2 x 4 modules.
+(no gaps), 8 modules of 32 (Z) x 64 (Y) pixels numbered by `isdc.instruments.isgri.geometry`
+(the one source of truth for the layout): `module = 2 * (z // 32) + y // 64`.
 Times inside a science window are seconds since its start; absolute times are IJD.
 Energies are keV, temperatures degC, rise times in the corrected 0-127 scale of OSA
 (`RISE_MIN`/`RISE_MAX` of the response) unless called *raw*.
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from isdc.instruments.isgri.geometry import ISGRI_MODULE_PIXELS, ISGRI_PIXELS, isgri_module
 from isdc.instruments.isgri.response import AliasTable, ChannelSampler, IsgriResponse
 
 __all__ = [
@@ -53,10 +54,10 @@ __all__ = [
     "crab_snr_estimate",
 ]
 
-N_PIXELS = 128
+N_PIXELS = ISGRI_PIXELS[0]
 N_MODULES = 8
-MODULE_PIXELS = (64, 32)
-"""Pixels per module along (Z, Y): 2 modules along Z, 4 along Y."""
+MODULE_PIXELS = ISGRI_MODULE_PIXELS
+"""Pixels per module along (Z, Y): 4 modules of 32 along Z, 2 of 64 along Y (the ISGRI geometry)."""
 PHA_MAX = 2047
 """Largest raw pulse height (11-bit ADC): ~0.52 keV/channel covers ISGRI's 15 keV-1 MeV."""
 RISE_RAW_MAX = 255
@@ -69,9 +70,9 @@ HK_CYCLE_S = 8.0
 
 
 def default_module_map() -> np.ndarray:
-    """(128, 128) int module number 0..7 of each logical pixel, `[z, y]`."""
+    """(128, 128) int module number 0..7 of each logical pixel, `[z, y]` (`isgri_module`)."""
     z, y = np.mgrid[0:N_PIXELS, 0:N_PIXELS]
-    return (z // MODULE_PIXELS[0]) * (N_PIXELS // MODULE_PIXELS[1]) + y // MODULE_PIXELS[1]
+    return np.asarray(isgri_module(z, y), dtype=np.int64)
 
 
 def orbit_factor(phase, amplitude: float = 0.4, width: float = 0.03) -> np.ndarray:
