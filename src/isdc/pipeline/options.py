@@ -19,17 +19,27 @@ declare("isgri", {
                     "light curves; edges multiples of 0.5 keV"),
 })
 declare("isgri.cor", {
-    "rise_time_min": Option("int", 4, "lowest accepted rise-time channel", _positive),
-    "rise_time_max": Option("int", 112, "highest accepted rise-time channel", _positive),
-    "noisy_pixel_sigma": Option("float", 8.0, "a pixel whose count rate exceeds the median by this many "
-                                "sigma in a time bin is noisy", _positive),
-    "noisy_pixel_bin_s": Option("float", 100.0, "time bin for the noisy-pixel search (s)", _positive),
+    "rise_time_min": Option("int", 16, "lowest accepted corrected rise time (0-127 scale; the response's "
+                            "RISE_MIN)", _positive),
+    "rise_time_max": Option("int", 116, "corrected rise times from this one on are rejected (the response's "
+                            "RISE_MAX)", _positive),
+    "noisy_pixel_sigma": Option("float", 8.0, "a pixel whose counts in a time bin exceed its expectation from "
+                                "its module by this many sigma (Poisson) is noisy for the whole ScW", _positive),
+    "noisy_pixel_bin_s": Option("float", 10.0, "time bin for the noisy-pixel search (s; bursts last 0.5-30 s)",
+                                _positive),
 })
 declare("isgri.gti", {
     "max_attitude_offset_arcmin": Option("float", 3.0, "pointing drift that ends good time (arcmin)", _positive),
-    "min_bias_v": Option("float", -130.0, "bias voltage below which time is bad (V; ISGRI bias is negative)"),
+    "min_abs_bias_v": Option("float", 80.0, "time is bad while a module's |bias voltage| is below this (V; "
+                             "ISGRI's nominal bias is -100 V)", _positive),
     "max_temperature_c": Option("float", 5.0, "module temperature above which time is bad (deg C)"),
     "min_interval_s": Option("float", 10.0, "good intervals shorter than this are dropped (s)", _positive),
+    "max_event_gap_s": Option("float", 0.5, "a gap in the event stream longer than this (or 40 mean event "
+                              "intervals) is a telemetry gap (s)", _positive),
+})
+declare("isgri.bkg", {
+    "clip_sigma": Option("float", 5.0, "pixels further than this (sigma) from the background model are left "
+                         "out of its normalisation fit", _positive),
 })
 declare("isgri.ima", {
     "detection_threshold": Option("float", 6.0, "sigma above which sources are listed", _positive),

@@ -1,0 +1,111 @@
+"""ISGRI background model of a shadowgram (level BKG): IC map per band, fitted scale.
+
+Pure numpy. The IC structure ISGR-BKG.-MOD holds, per energy slice, the background rate
+per pixel at unit efficiency (counts/s); `band_map` makes the map of a user band from the
+slices it overlaps. `fit_background` scales it to one ScW's shadowgram:
+
+    D ~ s M + c W,    M = map x W x ONTIME,
+
+W the efficiency map. The flat term c W takes the sources: a source's coded shadow
+modulates pixels, but averaged over the detector it adds about R <PIF> t W / N per pixel, a
+term proportional to W, which a one-parameter fit would put into the background (and a
+later PIF fit of the source would then lose half of its flux). With the flat term, s
+measures the background's own structure (module efficiencies, edges, gradients) and is
+unbiased by sources; the background model is s M. The fit is Poisson-weighted least squares
+(weights 1 / model, iterated: the Poisson maximum-likelihood solution) with clipping of pixels more than `clip_sigma` from the model
+(remnants of hot pixels, a very bright source's lit pixels). When M carries no structure
+beyond W (a flat map), s and c cannot be told apart and the fit falls back to s alone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["band_map", "BackgroundFit", "fit_background"]
+
+
+def band_map(e_min, e_max, maps, e1: float, e2: float) -> np.ndarray:
+    """Background rate map of the band e1-e2 keV from IC slices.
+
+    e_min, e_max : (k,) slice edges [keV]; maps : (k, ...) rate per pixel in each slice.
+    Each slice contributes in proportion to the part of it inside the band (counts taken
+    uniform in energy within a slice). ValueError when the band is outside the slices.
+    """
+    lo, hi = np.asarray(e_min, dtype=float), np.asarray(e_max, dtype=float)
+    m = np.asarray(maps, dtype=float)
+    if not (lo.shape == hi.shape and m.shape[0] == lo.size) or np.any(~(hi > lo)):
+        raise ValueError("band_map: need k slices with E_MIN < E_MAX and k maps")
+    frac = np.clip((np.minimum(hi, e2) - np.maximum(lo, e1)) / (hi - lo), 0.0, 1.0)
+    covered = float(np.sum(frac * (hi - lo)))
+    if covered < 0.999 * (e2 - e1):
+        raise ValueError(f"band {e1:g}-{e2:g} keV is not covered by the background map slices "
+                         f"({lo.min():g}-{hi.max():g} keV)")
+    return np.tensordot(frac, m, axes=1)
+
+
+@dataclass(frozen=True)
+class BackgroundFit:
+    """Fitted background of one shadowgram.
+
+    model : background counts per pixel (s M); norm, norm_err : s and its 1-sigma error;
+    flat : c (counts per unit efficiency); chi2 : reduced chi-square; n_pixels : pixels
+    used after clipping; with_flat : whether the flat term was fitted.
+    """
+
+    model: np.ndarray
+    norm: float
+    norm_err: float
+    flat: float
+    chi2: float
+    n_pixels: int
+    with_flat: bool
+
+
+def fit_background(counts, shape_model, efficiency, clip_sigma: float = 5.0, n_iter: int = 6,
+                   flat: bool = True) -> BackgroundFit:
+    """Fit D ~ s M + c W (or s M) to a shadowgram.
+
+    counts : shadowgram D; shape_model : M (expected background counts up to the scale,
+    e.g. map x W x ONTIME); efficiency : W (pixels with W <= 0 or M <= 0 are not used);
+    all of one shape. Raises ValueError when fewer than 10 pixels are usable.
+    """
+    d = np.asarray(counts, dtype=float).ravel()
+    m = np.asarray(shape_model, dtype=float).ravel()
+    w = np.asarray(efficiency, dtype=float).ravel()
+    if not (d.shape == m.shape == w.shape):
+        raise ValueError(f"counts, model and efficiency shapes differ: {np.shape(counts)}, {np.shape(shape_model)}, "
+                         f"{np.shape(efficiency)}")
+    use = (w > 0) & (m > 0) & np.isfinite(d)
+    if use.sum() < 10:
+        raise ValueError(f"background fit: only {int(use.sum())} usable pixels")
+    mu_, wu = m[use], w[use]
+    # A flat term is separable from M only if M / W varies over the detector.
+    ratio = mu_ / wu
+    with_flat = flat and float(np.std(ratio)) > 1e-6 * float(np.mean(ratio))
+    a = np.column_stack([mu_, wu]) if with_flat else mu_[:, None]
+    du = d[use]
+    keep = np.ones(du.size, dtype=bool)
+    coef = np.array([du.sum() / mu_.sum(), 0.0])[: a.shape[1]]
+    cov = np.zeros((a.shape[1], a.shape[1]))
+    for _ in range(max(n_iter, 1)):
+        # Weights 1 / model: at the fixed point these are the Poisson likelihood equations.
+        var = np.maximum(a @ coef, 1e-3)
+        resid = (du - var) / np.sqrt(np.maximum(var, 1.0))
+        new_keep = np.abs(resid) <= clip_sigma
+        aw = a[new_keep] / var[new_keep, None]
+        normal = a[new_keep].T @ aw
+        rhs = aw.T @ du[new_keep]
+        cov = np.linalg.inv(normal)
+        coef_new = cov @ rhs
+        done = np.array_equal(new_keep, keep) and np.allclose(coef_new, coef, rtol=1e-7, atol=0)
+        keep, coef = new_keep, coef_new
+        if done:
+            break
+    pred = np.maximum(a @ coef, 1e-3)
+    chi2 = float((((du - pred) ** 2) / np.maximum(pred, 1.0))[keep].sum() / max(keep.sum() - a.shape[1], 1))
+    s = float(coef[0])
+    model = np.zeros_like(d)
+    model[use] = s * mu_
+    return BackgroundFit(model.reshape(np.shape(counts)), s, float(np.sqrt(cov[0, 0])),
+                         float(coef[1]) if with_flat else 0.0, chi2, int(keep.sum()), with_flat)
