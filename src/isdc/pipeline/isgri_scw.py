@@ -253,7 +253,7 @@ class IsgriBin(ScwTask):
         h = dead_t.header
         common = dict(_scw_keywords(self), ONTIME=float(h["ONTIME"]), DEADC=float(h["DEADC"]),
                       EXPOSURE=float(h["EXPOSURE"]))
-        hdus = []
+        hdus = [Image()]
         for (e1, e2), c in zip(bands, counts):
             hdus.append(templates.get("ISGR-DETE-SHD").image(c, E_MIN=float(e1), E_MAX=float(e2), **common))
             hdus.append(templates.get("ISGR-EFFI-SHD").image(effi, E_MIN=float(e1), E_MAX=float(e2), **common,
@@ -289,7 +289,7 @@ class IsgriBkg(ScwTask):
             templates.get("ISGR-BKG.-MOD").validate(ic, f"{sel.path} HDU {sel.hdu + 1}")
         except (FitsError, OSError) as exc:
             raise PermanentError(f"{self.scw}: background IC file {sel.path}: {exc}") from exc
-        hdus = []
+        hdus = [Image()]
         for e1, e2, det, effi in read_band_products(inputs["shadowgrams"]):
             try:
                 rate = bkg_alg.band_map(ic["E_MIN"], ic["E_MAX"], ic["BACKGROUND"], e1, e2)
