@@ -402,8 +402,9 @@ def _attitudes(plan: ScwPlan, t_s: np.ndarray) -> list[Attitude]:
 # --------------------------------------------------------------------------- COR truth
 
 def cor_rise_time(rise_raw, module, gain: GainModel) -> np.ndarray:
-    """Corrected rise time (0-127 scale) of raw rise-time channels: the ISGR-GAIN-MOD formula."""
-    return gain.rise_time(rise_raw, module)
+    """Corrected rise time (0-127 scale) of raw rise-time channels (their centres): the
+    ISGR-GAIN-MOD formula (RISE_TIME + 0.5 - RT_OFFSET) / RT_GAIN."""
+    return gain.rise_time(np.asarray(rise_raw) + 0.5, module)
 
 
 def cor_energy(pha, rise_raw, module, time_ijd, temperature, gain: GainModel) -> np.ndarray:
@@ -430,6 +431,8 @@ class ScwSimulation:
     sources : truth of each source and GRB in the field (dicts; docs/simulator.md)
     background : truth of the background (dict)
     noisy_bursts : (n, 5) start [s], stop [s], z, y, events recorded
+    band_counts : events of all components with COR energy in each standard band and rise
+        time in the window
     """
 
     plan: ScwPlan
@@ -453,6 +456,7 @@ class ScwSimulation:
     sources: list = field(default_factory=list)
     background: dict = field(default_factory=dict)
     noisy_bursts: np.ndarray = field(default_factory=lambda: np.zeros((0, 5)))
+    band_counts: dict = field(default_factory=dict)
 
     @property
     def n_events(self) -> int:
@@ -719,6 +723,7 @@ def _fill_truth(sim: ScwSimulation, recs: dict, emit: SkyEmitters, inst: Instrum
     sky, plan = emit.sky, sim.plan
     energy, rise = sim.cor()
     sel = {band: sim.selected(band, energy, rise) for band in STANDARD_BANDS}
+    sim.band_counts.update({band_key(b): int(v.sum()) for b, v in sel.items()})
     gti_frac = sim.gti_overlap / sim.cycle_length
     live = 1.0 - sim.dead_fraction  # (n_cyc, 8)
     pif_norm = inst.geometry.n_pixels / float(inst.live_pixels.sum())

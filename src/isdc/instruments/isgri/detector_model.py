@@ -52,6 +52,7 @@ __all__ = [
     "simulate_hk",
     "background_rate_for_snr",
     "crab_snr_estimate",
+    "CODING_EFFICIENCY",
 ]
 
 N_PIXELS = ISGRI_PIXELS[0]
@@ -465,32 +466,44 @@ DEFAULT_LINES = (
 collimator, of the lead shielding, and 511 keV annihilation (Terrier et al. 2003, A&A
 411, L167; Lebrun et al. 2003, A&A 411, L141). Rates are the simulator's choice."""
 
-BACKGROUND_RATE_25_80 = 470.0
+CODING_EFFICIENCY = 0.878
+"""Significance of an on-axis source in a decoded ISGRI image over the ideal S / sqrt(S + B).
+
+The ideal assumes every detector pixel sees a mask element fully open or fully closed.
+IBIS elements are 2.43 pixels wide, so many pixels are partly shadowed and the balanced
+decoding weights them fractionally (`isdc.imaging.decode`). Measured by decoding the
+*expected* shadowgram (no noise) of the Crab on axis with this background, 2000 s, the
+dead time of every module (tests/test_sim_events.py): 0.878 for 300-470 counts/s."""
+
+BACKGROUND_RATE_25_80 = 340.0
 """Total background rate [counts/s, true, whole detector] at 25-80 keV.
 
-From the direct SNR estimate (`crab_snr_estimate`): the Crab (179 counts/s at 25-80 keV
-with `IsgriResponse.default()`), a 2000 s ScW with dead fraction 0.22 (T_eff = 1560 s),
-open fraction 1/2: S = R T_eff / 2 = 1.40e5 counts; SNR = 150 needs S + B = (S/150)^2,
-B = 7.3e5 counts = 470 counts/s x 1560 s."""
+Calibrated on decoded images: a 2000 s ScW on the Crab (179.5 counts/s at 25-80 keV with
+`IsgriResponse.default()`) at revolution phase 0.3, dead fraction 0.222 (T_eff = 1555 s),
+open fraction 1/2: S = R T_eff / 2 = 1.40e5 counts; SNR = 150 in the decoded image needs
+CODING_EFFICIENCY x S / sqrt(S + B) = 150, B = 5.3e5 counts = 340 counts/s x 1555 s
+(`background_rate_for_snr`). The decoded expected shadowgram gives 149.8."""
 
 
-def background_rate_for_snr(source_rate: float, snr: float, t_eff: float, open_fraction: float = 0.5) -> float:
+def background_rate_for_snr(source_rate: float, snr: float, t_eff: float, open_fraction: float = 0.5,
+                            coding_efficiency: float = CODING_EFFICIENCY) -> float:
     """Background rate [counts/s] that gives a source of `source_rate` the significance `snr`.
 
     Coded-mask estimate for a balanced decoding: detected source counts S = R T_eff f,
-    SNR = S / sqrt(S + B), B = rate T_eff background counts in the band.
+    SNR = coding_efficiency S / sqrt(S + B), B = rate T_eff background counts in the band.
     """
     s = source_rate * t_eff * open_fraction
-    b = (s / snr) ** 2 - s
+    b = (coding_efficiency * s / snr) ** 2 - s
     if b < 0:
         raise ValueError(f"SNR {snr} is above what {s:.0f} source counts can give without background")
     return b / t_eff
 
 
-def crab_snr_estimate(source_rate: float, background_rate: float, t_eff: float, open_fraction: float = 0.5) -> float:
-    """Direct SNR estimate S / sqrt(S + B) of a source in one science window (see above)."""
+def crab_snr_estimate(source_rate: float, background_rate: float, t_eff: float, open_fraction: float = 0.5,
+                      coding_efficiency: float = CODING_EFFICIENCY) -> float:
+    """SNR estimate coding_efficiency S / sqrt(S + B) of a source in one science window (see above)."""
     s = source_rate * t_eff * open_fraction
-    return s / np.sqrt(s + background_rate * t_eff)
+    return coding_efficiency * s / np.sqrt(s + background_rate * t_eff)
 
 
 @dataclass(frozen=True, eq=False)
