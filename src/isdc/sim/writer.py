@@ -116,9 +116,10 @@ def write_scw(archive: Archive, sim: ScwSimulation, instrument: Instrument, *, d
 
 def _attitude_table(plans: Sequence[ScwPlan], tc: TimeCorrelation, rev: int) -> object:
     t0, t1 = plans[0].tstart, plans[-1].tstop
-    n = int(np.floor((t1 - t0) * SECONDS_PER_DAY / ATTITUDE_STEP_S)) + 1
-    t = np.r_[t0 + np.arange(n) * ATTITUDE_STEP_S / SECONDS_PER_DAY, t1] if (t1 - t0) * SECONDS_PER_DAY % ATTITUDE_STEP_S \
-        else t0 + np.arange(n) * ATTITUDE_STEP_S / SECONDS_PER_DAY
+    span = (t1 - t0) * SECONDS_PER_DAY
+    t = t0 + np.arange(int(np.floor(span / ATTITUDE_STEP_S + 1e-6)) + 1) * ATTITUDE_STEP_S / SECONDS_PER_DAY
+    if (t1 - t[-1]) * SECONDS_PER_DAY > 1e-3:  # the end of the last ScW, unless a sample falls on it
+        t = np.r_[t, t1]
     which = np.minimum(np.searchsorted([p.tstop for p in plans], t, side="left"), len(plans) - 1)
     cols = {k: np.empty(t.size) for k in ("RA_SCX", "DEC_SCX", "RA_SCZ", "DEC_SCZ", "POSANGLE")}
     for i in np.unique(which):
