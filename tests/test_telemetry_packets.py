@@ -83,6 +83,15 @@ def test_crc_vectorised_equals_bitwise_definition(rows):
     assert [int(x) for x in got] == [crc_reference(r) for r in rows]
 
 
+def test_crc_long_rows_and_many_rows_agree_with_the_definition():
+    rng = np.random.default_rng(8)
+    long = rng.integers(0, 256, (2, 5001), dtype=np.uint8)  # beyond the positional tables: two bytes per step
+    assert [int(x) for x in crc16_ccitt(long)] == [crc_reference(r.tobytes()) for r in long]
+    many = rng.integers(0, 256, (700, 9), dtype=np.uint8)  # several row blocks
+    assert [int(x) for x in crc16_ccitt(many)] == [crc_reference(r.tobytes()) for r in many]
+    assert crc16_ccitt(np.zeros((3, 0), np.uint8)).tolist() == [0xFFFF] * 3
+
+
 def test_crc_of_packet_with_its_crc_is_zero_and_every_single_bit_flip_is_caught():
     p = build_packets(APID_ISGRI_HK, 5, [OBT0], [8], np.arange(384, dtype=np.uint8)[None, :])
     assert crc16_ccitt(p) == 0
