@@ -36,8 +36,8 @@ from isdc.instruments.isgri.calib_bkg import DEFAULT_SLICES, BackgroundStack
 from isdc.pipeline.base import NoWork, PermanentError, ScwTask, config_value, raw_input, register_dataset
 from isdc.sim.icfiles import VSTOP_OPEN, gain_model_from_table
 
-__all__ = ["IsgriCor", "IbisGti", "IsgriDead", "IsgriBin", "IsgriBkg", "read_band_products",
-           "build_background_ic", "SECONDS_PER_DAY"]
+__all__ = ["IsgriCor", "IbisGti", "IsgriDead", "IsgriBin", "IsgriBkg", "read_gti", "read_band_products",
+           "build_background_ic", "calibrate_background", "SECONDS_PER_DAY"]
 
 SECONDS_PER_DAY = 86400.0
 
@@ -279,7 +279,7 @@ class IsgriBkg(ScwTask):
     inputs = {"shadowgrams": "isgri_shadowgrams"}
     outputs = {"bkg": "isgri_bkg_shadowgrams"}
     algorithm_version = 1
-    config_keys = ("isgri.bkg.clip_sigma",)
+    config_keys = ("isgri.bkg.clip_sigma", "isgri.bkg.flat_term")
     ic_structures = (("isgri", "ISGR-BKG.-MOD"),)
 
     def process(self, inputs):
@@ -295,7 +295,8 @@ class IsgriBkg(ScwTask):
                 rate = bkg_alg.band_map(ic["E_MIN"], ic["E_MAX"], ic["BACKGROUND"], e1, e2)
                 ontime = float(det.header["ONTIME"])
                 fit = bkg_alg.fit_background(det.data, rate * effi.data * ontime, effi.data,
-                                             clip_sigma=_cfg(self, "isgri.bkg.clip_sigma"))
+                                             clip_sigma=_cfg(self, "isgri.bkg.clip_sigma"),
+                                             flat=bool(_cfg(self, "isgri.bkg.flat_term")))
             except ValueError as exc:
                 raise PermanentError(f"{self.scw}: band {e1:g}-{e2:g} keV: {exc}") from exc
             hdus.append(templates.get("ISGR-BKG.-SHD").image(
@@ -309,7 +310,7 @@ class IsgriBkg(ScwTask):
 
 def build_background_ic(shadowgram_files: Iterable[str | os.PathLike], out: str | os.PathLike, *,
                         version: int = 1, vstart: float = 0.0, vstop: float = VSTOP_OPEN,
-                        edges=DEFAULT_SLICES) -> Path:
+                        edges=DEFAULT_SLICES, history: Iterable[str] = ()) -> Path:
     """Stack the isgri_shadowgrams products of empty-field ScWs into an ISGR-BKG.-MOD file.
 
     Each product must hold one band per slice of `edges` (made with `isgri.bands` = the
@@ -333,4 +334,40 @@ def build_background_ic(shadowgram_files: Iterable[str | os.PathLike], out: str 
         {"E_MIN": stack.e_min, "E_MAX": stack.e_max, "COUNTS": stack.counts.sum(axis=(1, 2)),
          "BACKGROUND": maps.astype(np.float32)},
         VERSION=int(version), VSTART=float(vstart), VSTOP=float(vstop), NSCW=stack.n_scw, ONTIME=stack.ontime)
+    for line in history:
+        table.header.add_history(line)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     return write_product(out, [Image(None, {}), table])
+
+
+def calibrate_background(archives: Iterable[str | os.PathLike], workdir: str | os.PathLike, out: str | os.PathLike,
+                         *, version: int = 1, vstart: float = 0.0, vstop: float = VSTOP_OPEN, edges=DEFAULT_SLICES,
+                         workers: int = 1, history: Iterable[str] = ()) -> tuple[Path, list]:
+    """The background calibration procedure on archives of empty-field science windows.
+
+    Runs COR..BIN on every pointing of each archive with the slices as energy bands
+    (products under `workdir`), stacks the shadowgrams and writes the ISGR-BKG.-MOD file
+    `out`. Returns (path, build reports). RuntimeError when a build fails.
+    """
+    from isdc.dal.archive import Archive
+    from isdc.pipeline.config import load_config
+    from isdc.pipeline.runner import run_build
+
+    bands = ",".join(f"{a:g}-{b:g}" for a, b in zip(edges[:-1], edges[1:]))
+    cfg = load_config("osa", overrides={"isgri.bands": bands})
+    files, reports = [], []
+    for root in archives:
+        arch = Archive(root)
+        scws = [s for s in arch.scws() if not s.is_slew]
+        if not scws:
+            raise ValueError(f"archive {root}: no pointing science windows")
+        work = Path(workdir) / arch.root.name
+        tasks = [IsgriBin(archive=str(arch.root), outdir=str(work), scw=s, config=cfg) for s in scws]
+        rep = run_build(tasks, workers=workers, quarantine_dirs=[work / "quarantine"])
+        reports.append(rep)
+        if not rep.ok:
+            raise RuntimeError(f"archive {root}: BIN failed:\n{rep.summary()}")
+        files += [t.dataset_path("isgri_shadowgrams") for t in tasks]
+    path = build_background_ic(files, out, version=version, vstart=vstart, vstop=vstop, edges=edges,
+                               history=history)
+    return path, reports

@@ -40,6 +40,9 @@ declare("isgri.gti", {
 declare("isgri.bkg", {
     "clip_sigma": Option("float", 5.0, "pixels further than this (sigma) from the background model are left "
                          "out of its normalisation fit", _positive),
+    "flat_term": Option("bool", False, "fit a flat term (x efficiency) beside the background map, so that the "
+                        "sources' mean counts stay out of the model (needs a high-statistics IC map; "
+                        "docs/isgri.md)"),
 })
 declare("isgri.ima", {
     "detection_threshold": Option("float", 6.0, "sigma above which sources are listed", _positive),

@@ -2,26 +2,29 @@
 
 Pure numpy. The IC structure ISGR-BKG.-MOD holds, per energy slice, the background rate
 per pixel at unit efficiency (counts/s); `band_map` makes the map of a user band from the
-slices it overlaps. `fit_background` scales it to one ScW's shadowgram:
+slices it overlaps. `fit_background` scales it to one ScW's shadowgram D:
 
-    D ~ s M + c W,    M = map x W x ONTIME,
+    D ~ s M            (default)      or      D ~ s M + c W      (flat=True),
+    M = map x W x ONTIME,  W the efficiency map.
 
-W the efficiency map. The flat term c W takes the sources: a source's coded shadow
-modulates pixels, but averaged over the detector it adds about R <PIF> t W / N per pixel, a
-term proportional to W, which a one-parameter fit would put into the background (and a
-later PIF fit of the source would then lose half of its flux). With the flat term, s
-measures the background's own structure (module efficiencies, edges, gradients) and is
-unbiased by sources on average; for one source position its coded shadow correlates by
-chance with that structure, which moves s by ~30% of the source's share of the counts
-(a Crab with 20% of the counts: +-6%; without the flat term s would be +20% for every
-position). The background model is s M. The IMA and SPE levels refit the scale of this
-shape jointly with the sources' PIFs, which removes that scatter too.
+The scale s is the Poisson maximum-likelihood solution (weighted least squares with
+weights 1 / model, iterated), with pixels more than `clip_sigma` from the model left out
+(remnants of hot pixels, a very bright source's lit pixels): a source's coded modulation
+averages out over the detector, so its pixel pattern does not drive the fit. Its mean
+counts (R <PIF> t W / N per pixel, a term proportional to W) do enter s: the model is
+"background + the sources' mean", the convention of OSA's ISGRI background correction.
+That part is invisible to coded-mask imaging (balanced decoding removes anything
+proportional to W), and the IMA and SPE levels refit the scale of this shape jointly with
+the sources' PIFs and a flat term.
 
-The fit is Poisson-weighted least squares (weights 1 / model, iterated: the Poisson
-maximum-likelihood solution) with clipping of pixels more than `clip_sigma` from the
-model (remnants of hot pixels, a very bright source's lit pixels). When M carries no
-structure beyond W (a flat map), s and c cannot be told apart and the fit falls back to
-s alone.
+With `flat=True` the flat term c W takes the sources' mean and s measures the background
+alone, through the background's structure (module efficiencies, edges, gradients; ~9% rms
+in the simulator). That estimate is unbiased on average over source positions, but for
+one position a source's shadow correlates by chance with the structure (a Crab with 20%
+of the counts moves s by ~6%), its statistical error is ~10x larger, and noise in the IC
+map dilutes the structure and biases s low (errors in variables: a map with 17% noise per
+pixel gives s ~0.4). It is the right tool only with a map of high statistics. When M
+carries no structure beyond W, s and c cannot be told apart and the fit uses s alone.
 """
 from __future__ import annotations
 
@@ -70,7 +73,7 @@ class BackgroundFit:
 
 
 def fit_background(counts, shape_model, efficiency, clip_sigma: float = 5.0, n_iter: int = 6,
-                   flat: bool = True) -> BackgroundFit:
+                   flat: bool = False) -> BackgroundFit:
     """Fit D ~ s M + c W (or s M) to a shadowgram.
 
     counts : shadowgram D; shape_model : M (expected background counts up to the scale,
