@@ -291,3 +291,16 @@ def test_closing_discarding_and_unattributed_packets():
     assert t1.report.apids[APID_ISGRI_EVENTS].lost == 1 and t1.report.apids[APID_ISGRI_EVENTS].gaps[0].obt_stop == end1
     with pytest.raises(KeyError, match="no START or END mark"):
         r.window("066500990010")
+
+
+def test_discard_keeps_the_neighbours_marks_and_data():
+    packets, scws = make_stream()
+    r = Reassembler()
+    r.add(packets)
+    assert r.stream_stats(APID_SCW)["distinct"] == 6
+    r.discard(SWIDS[1])
+    assert r.stream_stats(APID_SCW)["distinct"] == 4  # START and END of ScW 1 only
+    assert [w.swid for w in r.windows()] == [SWIDS[0], SWIDS[2]]
+    for k in (0, 2):
+        t = r.assemble(SWIDS[k])
+        assert t.report.complete and np.array_equal(t.events["OB_TIME"], scws[k][3]["OB_TIME"])

@@ -384,8 +384,10 @@ class Reassembler:
         """Forget the packets, marks and corrupt-packet records of an assembled ScW."""
         w = self.window(scw)
         t = self._table.get()
-        inside = (t["obt"] >= w.obt_start) & (t["obt"] < w.obt_end)
-        mark = (t["apid"] == APID_SCW) & (t["obt"] >= w.obt_start) & (t["obt"] <= w.obt_end)
+        inside = (t["obt"] >= w.obt_start) & (t["obt"] < w.obt_end) & (t["apid"] != APID_SCW)
+        # its own marks only: the previous ScW's END and the next one's START share its edge OBTs
+        mark = (t["apid"] == APID_SCW) & (((t["obt"] == w.obt_start) & (t["sub"] == 1)) |
+                                          ((t["obt"] == w.obt_end) & (t["sub"] == 0)))
         self._table.keep(~(inside | mark))
         self._marks.pop(w.swid, None)
         self._mark_notes.pop(w.swid, None)
