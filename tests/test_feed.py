@@ -134,6 +134,19 @@ def test_injected_faults_are_found_exactly(tmp_path, seed):
     assert checked >= 1
 
 
+def test_fault_rates_follow_the_fractions_asked(tmp_path):
+    scws = scw_list((200.0, 200.0), rate=900.0)
+    spec = FaultSpec(gaps=0.03, dups=0.02, corrupt=0.01, disorder=0.04, gap_run=4.0)
+    lg = emit(scws, Inbox(tmp_path), 665, faults=spec, seed=11, chunk_seconds=8.0, durable=False).log
+    n = lg.packets
+    assert n > 5000
+    for got, p in ((lg.duplicated, spec.dups), (lg.corrupted, spec.corrupt), (lg.delayed, spec.disorder)):
+        assert abs(got - n * p) < 4.5 * np.sqrt(n * p)  # binomial draws of all packets
+    # gap runs: Poisson starts of geometric runs (mean 4): variance of the total ~ n p (2 x 4 - 1)
+    assert abs(lg.dropped - n * spec.gaps) < 4.5 * np.sqrt(n * spec.gaps * 7)
+    assert lg.delivered == n - lg.dropped + lg.duplicated
+
+
 def test_same_seed_same_bytes(tmp_path):
     spec = FaultSpec(gaps=0.02, dups=0.02, corrupt=0.01, disorder=0.03, truncate=0.1)
 
