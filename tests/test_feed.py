@@ -263,6 +263,9 @@ def test_feed_cli_errors(archive, tmp_path, capsys):
         capsys.readouterr().err
     rc = isdc_run(["feed", "--archive", str(tmp_path / "none"), "--revolution", "665", "--inbox", str(tmp_path / "ib")])
     assert rc == 1 and "does not exist" in capsys.readouterr().err
+    rc = isdc_run(["feed", "--archive", str(archive.root), "--revolution", "665", "--inbox", str(tmp_path / "ib"),
+                   "--truth", str(tmp_path / "no" / "truth.json")])
+    assert rc == 1 and "its folder does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         isdc_run(["feed", "--archive", ".", "--revolution", "665", "--inbox", "x", "--faults", "gaps=2"])
     assert "fraction" in capsys.readouterr().err

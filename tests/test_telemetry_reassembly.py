@@ -13,10 +13,14 @@ from isdc.telemetry.packets import (
     APID_ISGRI_HK,
     APID_SCW,
     FRAME_TICKS,
+    MARK_END,
     PACKET_SIZE,
     SEQ_MODULO,
+    ApidCounts,
+    ScwMark,
     build_packets,
     crc16_ccitt,
+    encode_mark,
     encode_scw,
     parse_headers,
 )
@@ -304,3 +308,19 @@ def test_discard_keeps_the_neighbours_marks_and_data():
     for k in (0, 2):
         t = r.assemble(SWIDS[k])
         assert t.report.complete and np.array_equal(t.events["OB_TIME"], scws[k][3]["OB_TIME"])
+
+
+def test_an_end_mark_announcing_fewer_packets_than_received_is_noted():
+    packets, scws = make_stream((10.0,))
+    swid, start, end, ev, hk = scws[0]
+    h = parse_headers(packets)
+    n_ev = int(np.sum(h.apid == APID_ISGRI_EVENTS))
+    lie = ScwMark(MARK_END, swid, start, end, (ApidCounts(APID_ISGRI_EVENTS, 0, (n_ev - 1) % SEQ_MODULO, n_ev - 3),
+                                               ApidCounts(APID_ISGRI_HK, 0, 1, 2)))
+    obt, items, pl = encode_mark(lie)
+    packets[-1] = build_packets(APID_SCW, int(h.seq[-1]), [obt], [items], pl[None, :])[0]
+    t = reassemble([packets.tobytes()])[0][0]
+    e = t.report.apids[APID_ISGRI_EVENTS]
+    assert (e.expected, e.received, e.lost) == (n_ev - 3, n_ev, 0)
+    assert any(f"{n_ev} distinct packets received, but the END mark announces {n_ev - 3}" in x for x in t.report.notes)
+    assert np.array_equal(t.events["OB_TIME"], ev["OB_TIME"])

@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         rev = Revolution.parse(args.revolution)
+        if args.truth is not None and not args.truth.expanduser().resolve().parent.is_dir():
+            raise FeedError(f"--truth {args.truth}: its folder does not exist")
         archive = Archive(args.archive)
         if not archive.root.is_dir():
             raise FeedError(f"archive {archive.root} does not exist")

@@ -512,6 +512,9 @@ def _account(apid: int, sel: dict, w: ScwWindow, counts: list, later_arrival: in
     rep.gaps = gaps
     if expected is not None:
         rep.lost = expected - rep.received
+        if rep.lost < 0:
+            notes.append(f"{name}: {rep.received} distinct packets received, but the END mark announces {expected}")
+            rep.lost = 0
     elif lead is not None and trail is not None:
         rep.lost = sum(g.lost for g in gaps)
     return rep, data
