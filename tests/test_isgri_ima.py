@@ -29,30 +29,35 @@ def distance_arcmin(ra1, dec1, ra2, dec2):
 @pytest.fixture(scope="module")
 def realisations(isgri):
     """220 short ScWs, each one point source (random position within 3.7 deg of the axis,
-    SNR 5-150 log-uniform) on a flat 1e6-count background, through the whole IMA band chain.
-    Rows: true rate, DETSIG, offset from truth (arcmin), FLUX, FLUX_ERR."""
+    SNR 5-150 log-uniform) on a flat 1e6-count background, through the whole IMA band chain
+    (6 sigma threshold). Rows of the sources found within 30' of the truth: true rate,
+    DETSIG, offset from truth (arcmin), FLUX, FLUX_ERR."""
     rng = np.random.default_rng(2003)
     w = isgri.real_pixels * 0.8
     pt = isgri.pixel_tan
-    rows = []
+    rows, spurious = [], 0
     for _ in range(220):
         rate = np.exp(rng.uniform(np.log(7.0), np.log(200.0)))
         ty, tz = rng.uniform(-45, 45, 2) * pt
         mu = LEVEL * w + model_shadowgram(response(isgri, ty, tz), rate, EXPOSURE, w)
-        out = ima_band(ImaBand(20, 40, rng.poisson(mu).astype(float), w, EXPOSURE), ATTITUDE, threshold=5.0)
-        s = out.sources
-        if len(s) == 0:
-            continue
-        assert len(s) == 1  # nothing spurious above 5 sigma
+        s = ima_band(ImaBand(20, 40, rng.poisson(mu).astype(float), w, EXPOSURE), ATTITUDE).sources
         ra, dec = tan_to_radec(ATTITUDE, ty, tz)
-        rows.append((rate, s.snr[0], distance_arcmin(ra, dec, s.ra[0], s.dec[0]), s.rate[0], s.error[0]))
+        off = np.array([distance_arcmin(ra, dec, a, b) for a, b in zip(s.ra, s.dec)])
+        match = np.flatnonzero(off < 30.0)
+        spurious += len(s) - match.size
+        if match.size:
+            k = match[np.argmin(off[match])]
+            rows.append((rate, s.snr[k], off[k], s.rate[k], s.error[k]))
+    # 131761 sky pixels, ~2e4 independent PSF cells per image: ~1 noise peak above 6 sigma
+    # in 200 images is expected; more would be a cleaning or statistics problem.
+    assert spurious <= 2
     return np.array(rows)
 
 
-@pytest.mark.parametrize("lo, hi", [(5, 10), (10, 20), (20, 40), (40, 80), (80, 200)])
+@pytest.mark.parametrize("lo, hi", [(6, 10), (10, 20), (20, 40), (40, 80), (80, 200)])
 def test_positions_within_the_psla_curve(realisations, lo, hi):
     """90% of the offsets from the truth lie within 22.1' SNR^-0.95 + 0.16' in every SNR bin
-    (measured: 0.23-0.48 of the curve; docs/img/psla.png)."""
+    (measured: 0.24-0.51 of the curve; docs/img/psla.png)."""
     snr, off = realisations[:, 1], realisations[:, 2]
     sel = (snr >= lo) & (snr < hi)
     assert sel.sum() >= 20

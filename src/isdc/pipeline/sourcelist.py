@@ -22,7 +22,8 @@ __all__ = ["ReferenceSources", "detect_band", "srcl_columns", "source_list", "ce
 
 @dataclass
 class ReferenceSources:
-    """The catalogue columns identification needs (arrays of equal length)."""
+    """The catalogue columns identification needs (arrays of equal length); `bright`: the
+    sources the IMA level fits and removes before searching (ISGRI_FLAG2 = 5)."""
 
     source_id: np.ndarray
     name: np.ndarray
@@ -30,14 +31,21 @@ class ReferenceSources:
     dec: np.ndarray
     err_rad_deg: np.ndarray
     path: str = ""
+    bright: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.bright is None:
+            self.bright = np.zeros(len(self.ra), dtype=bool)
 
     @classmethod
     def from_catalog(cls, cat, path: str = "") -> "ReferenceSources":
-        """From an `isdc.dal.catalog.Catalog` (SOURCE_ID and ERR_RAD used when present)."""
+        """From an `isdc.dal.catalog.Catalog` (SOURCE_ID, ERR_RAD, ISGRI_FLAG2 used when present)."""
         n = len(cat)
         sid = cat["SOURCE_ID"] if cat.has("SOURCE_ID") else np.full(n, "")
         err = cat["ERR_RAD"].astype(float) if cat.has("ERR_RAD") else np.zeros(n)
-        return cls(np.asarray(sid, dtype=str), cat.name, cat.ra, cat.dec, np.nan_to_num(err), path or cat.cat_name)
+        bright = np.asarray(cat["ISGRI_FLAG2"]) == 5 if cat.has("ISGRI_FLAG2") else np.zeros(n, dtype=bool)
+        return cls(np.asarray(sid, dtype=str), cat.name, cat.ra, cat.dec, np.nan_to_num(err), path or cat.cat_name,
+                   bright)
 
     @classmethod
     def empty(cls) -> "ReferenceSources":

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from isdc.instruments.isgri.geometry import isgri_geometry
-from isdc.instruments.isgri.spectra import fit_cube, shadowgram_cube, source_responses
+from isdc.instruments.isgri.spectra import _gapped, fit_cube, shadowgram_cube, source_responses
 
 __all__ = ["SECONDS_PER_DAY", "time_bin_edges", "good_time_in_bins", "module_live_in_bins", "bin_efficiency",
            "LightCurves", "extract_light_curves"]
@@ -99,8 +99,7 @@ def bin_efficiency(efficiency, live_bins, live_scw) -> np.ndarray:
     live_scw : (8,) live fractions the map holds. Returns (n_bins, 134, 130).
     """
     g = isgri_geometry()
-    w = np.asarray(efficiency, dtype=np.float64)
-    w = g.to_gapped(w) if w.shape == g.logical_shape else w
+    w = _gapped(efficiency)
     lb = np.atleast_2d(np.asarray(live_bins, dtype=np.float64))
     ls = np.asarray(live_scw, dtype=np.float64)
     ratio = np.divide(lb, ls[None, :], out=np.zeros_like(lb), where=ls[None, :] > 0)
@@ -152,7 +151,6 @@ def extract_light_curves(times, isgri_z, isgri_y, gti_start, gti_stop, bin_s: fl
     -------
     LightCurves
     """
-    g = isgri_geometry()
     e = time_bin_edges(gti_start, gti_stop, bin_s) if edges is None else np.asarray(edges, dtype=np.float64)
     t = np.asarray(times, dtype=np.float64)
     a = np.asarray(gti_start, dtype=np.float64)
@@ -164,11 +162,8 @@ def extract_light_curves(times, isgri_z, isgri_y, gti_start, gti_stop, bin_s: fl
     n = e.size - 1
     cube = shadowgram_cube(idx, isgri_z, isgri_y, n)
     ontime = good_time_in_bins(e, a, b)
-    bkg = None
-    if background is not None:
-        bkg = np.asarray(background, dtype=np.float64)
-        bkg = g.to_gapped(bkg) if bkg.shape == g.logical_shape else bkg
-    res = fit_cube(cube, efficiency_bins, ontime, source_responses(tan_y, tan_z), bkg)
+    bkg = None if background is None else _gapped(background)
+    res = fit_cube(cube, _gapped(efficiency_bins), ontime, source_responses(tan_y, tan_z), bkg)
     width = (e[1:] - e[:-1])
     return LightCurves(time=0.5 * (e[1:] + e[:-1]), bin_days=float(bin_s) / SECONDS_PER_DAY, rates=res.rates,
                        errors=res.errors, fracexp=ontime / (width * SECONDS_PER_DAY), ontime=ontime, good=res.good)

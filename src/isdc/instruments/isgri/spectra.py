@@ -272,13 +272,14 @@ def extract_spectra(energy, isgri_z, isgri_y, grouping: ChannelGrouping, weights
         inside the good time).
     grouping : ChannelGrouping
     weights : numpy.ndarray
-        Efficiency map (128 x 128 logical or 134 x 130 gapped).
+        Efficiency map (128 x 128 logical or 134 x 130 gapped), or one per group
+        (n_groups, ...).
     exposure_s : float
         Time the efficiency refers to (ONTIME), s.
     tan_y, tan_z : arrays (n_src,)
         Source directions: every source in the field, fitted jointly.
     background : numpy.ndarray, optional
-        Background model shape (logical or gapped), any normalisation.
+        Background model shape (logical or gapped, any normalisation), or one per group.
 
     Returns
     -------
@@ -287,10 +288,13 @@ def extract_spectra(energy, isgri_z, isgri_y, grouping: ChannelGrouping, weights
     """
     g = isgri_geometry()
     cube = shadowgram_cube(grouping.group_of_energy(energy), isgri_z, isgri_y, len(grouping))
-    w = np.asarray(weights, dtype=np.float64)
-    w = g.to_gapped(w) if w.shape == g.logical_shape else w
-    bkg = None
-    if background is not None:
-        bkg = np.asarray(background, dtype=np.float64)
-        bkg = g.to_gapped(bkg) if bkg.shape == g.logical_shape else bkg
+    w = _gapped(weights)
+    bkg = None if background is None else _gapped(background)
     return fit_cube(cube, w, exposure_s, source_responses(tan_y, tan_z), bkg)
+
+
+def _gapped(maps) -> np.ndarray:
+    """Maps (..., 128, 128) logical or (..., 134, 130) gapped, in the gapped layout."""
+    g = isgri_geometry()
+    a = np.asarray(maps, dtype=np.float64)
+    return g.to_gapped(a) if a.shape[-2:] == g.logical_shape else a
