@@ -40,7 +40,7 @@ from isdc.ids import IdError, safe_name
 log = logging.getLogger(__name__)
 
 __all__ = ["ICError", "ICEntry", "ICSelection", "ICIndex", "IC_INDEX_GRPNAME", "scan_ic_tree", "build_ic_index",
-           "read_ic_index", "ic_index_for"]
+           "read_ic_index", "ic_index_for", "LayeredICIndex"]
 
 IC_INDEX_GRPNAME = "GNRL-IC..-GRP-IDX"
 
@@ -355,9 +355,40 @@ def build_ic_index(archive) -> ICIndex:
 _INDEX_CACHE: dict[tuple, ICIndex] = {}
 
 
-def ic_index_for(archive_root: str | os.PathLike) -> ICIndex:
-    """The IC index a pipeline run uses: the archive's (its `idx/ic` file, else a scan of its
-    `ic/` tree), or the IC files shipped with isdc when the archive has none.
+class LayeredICIndex:
+    """IC selection over an archive's IC tree with the shipped IC files as defaults.
+
+    A structure is taken from the archive when the archive has any version of it valid
+    at the time asked; otherwise from the files shipped with isdc. So an archive can
+    override every default (e.g. the simulator's true gain), and needs to hold only what
+    it overrides.
+    """
+
+    def __init__(self, layers: list[ICIndex]):
+        self.layers = layers
+
+    def select(self, instrument: str, structure: str, ijd: float) -> ICSelection:
+        errors = []
+        for index in self.layers:
+            try:
+                return index.select(instrument, structure, ijd)
+            except ICError as exc:
+                errors.append(str(exc))
+        raise ICError("; ".join(errors) if errors else f"no IC tree to select {instrument} {structure} from")
+
+
+def _cached(key, make):
+    hit = _INDEX_CACHE.get(key)
+    if hit is None:
+        if len(_INDEX_CACHE) > 64:
+            _INDEX_CACHE.clear()
+        hit = _INDEX_CACHE[key] = make()
+    return hit
+
+
+def ic_index_for(archive_root: str | os.PathLike) -> LayeredICIndex:
+    """The IC selection a pipeline run uses: the archive's IC files (its `idx/ic` index,
+    else a scan of its `ic/` tree) over the IC files shipped with isdc.
 
     Cached per process by the index file's (or tree's) modification time, so a new IC
     file or a rebuilt index is seen by a long-running daemon.
@@ -367,20 +398,13 @@ def ic_index_for(archive_root: str | os.PathLike) -> ICIndex:
 
     archive = Archive(archive_root)
     idx, tree = archive.idx_ic(), archive.ic_root()
+    layers = []
     if idx.is_file():
-        key = ("idx", str(idx), idx.stat().st_mtime_ns)
-        make = lambda: read_ic_index(idx, archive.root)  # noqa: E731
+        layers.append(_cached(("idx", str(idx), idx.stat().st_mtime_ns), lambda: read_ic_index(idx, archive.root)))
     elif tree.is_dir():
         stamp = max((p.stat().st_mtime_ns for p in tree.rglob("*")), default=0)
-        key = ("tree", str(tree), stamp)
-        make = lambda: scan_ic_tree(tree)  # noqa: E731
-    else:
-        shipped = data_dir("ic_files")
-        key = ("shipped", str(shipped))
-        make = lambda: scan_ic_tree(shipped)  # noqa: E731
-    hit = _INDEX_CACHE.get(key)
-    if hit is None:
-        if len(_INDEX_CACHE) > 64:
-            _INDEX_CACHE.clear()
-        hit = _INDEX_CACHE[key] = make()
-    return hit
+        layers.append(_cached(("tree", str(tree), stamp), lambda: scan_ic_tree(tree)))
+    shipped = data_dir("ic_files")
+    stamp = max((p.stat().st_mtime_ns for p in shipped.rglob("*")), default=0)
+    layers.append(_cached(("shipped", str(shipped), stamp), lambda: scan_ic_tree(shipped)))
+    return LayeredICIndex(layers)
