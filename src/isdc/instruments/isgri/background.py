@@ -93,27 +93,35 @@ def fit_background(counts, shape_model, efficiency, clip_sigma: float = 5.0, n_i
     # A flat term is separable from M only if M / W varies over the detector.
     ratio = mu_ / wu
     with_flat = flat and float(np.std(ratio)) > 1e-6 * float(np.mean(ratio))
-    a = np.column_stack([mu_, wu]) if with_flat else mu_[:, None]
+    cols = [mu_, wu] if with_flat else [mu_]
+    k = len(cols)
     du = d[use]
     keep = np.ones(du.size, dtype=bool)
-    coef = np.array([du.sum() / mu_.sum(), 0.0])[: a.shape[1]]
-    cov = np.zeros((a.shape[1], a.shape[1]))
+    coef = np.array([du.sum() / mu_.sum(), 0.0])[:k]
+    cov = np.zeros((k, k))
+
+    def predict(c):
+        return sum(ci * x for ci, x in zip(c, cols))
+
     for _ in range(max(n_iter, 1)):
         # Weights 1 / model: at the fixed point these are the Poisson likelihood equations.
-        var = np.maximum(a @ coef, 1e-3)
+        var = np.maximum(predict(coef), 1e-3)
         resid = (du - var) / np.sqrt(np.maximum(var, 1.0))
         new_keep = np.abs(resid) <= clip_sigma
-        aw = a[new_keep] / var[new_keep, None]
-        normal = a[new_keep].T @ aw
-        rhs = aw.T @ du[new_keep]
+        inv_var = np.where(new_keep, 1.0 / var, 0.0)
+        # Normal equations by element-wise sums: BLAS calls on these small arrays cost more
+        # than the work (thread wake-up, slow paths for tall matrices).
+        wcols = [c * inv_var for c in cols]
+        normal = np.array([[float((wcols[i] * cols[j]).sum()) for j in range(k)] for i in range(k)])
+        rhs = np.array([float((wcols[i] * du).sum()) for i in range(k)])
         cov = np.linalg.inv(normal)
         coef_new = cov @ rhs
         done = np.array_equal(new_keep, keep) and np.allclose(coef_new, coef, rtol=1e-7, atol=0)
         keep, coef = new_keep, coef_new
         if done:
             break
-    pred = np.maximum(a @ coef, 1e-3)
-    chi2 = float((((du - pred) ** 2) / np.maximum(pred, 1.0))[keep].sum() / max(keep.sum() - a.shape[1], 1))
+    pred = np.maximum(predict(coef), 1e-3)
+    chi2 = float((((du - pred) ** 2) / np.maximum(pred, 1.0))[keep].sum() / max(keep.sum() - k, 1))
     s = float(coef[0])
     model = np.zeros_like(d)
     model[use] = s * mu_
