@@ -24,7 +24,6 @@ from isdc.sim.plan import plan_revolution, revolution_phase
 from isdc.sim.sky import Sky
 from isdc.sim.truth import read_revolution_truth, read_scw_truth
 from isdc.sim.writer import gain_file, simulate_revolution
-from isdc.time import parse_obt
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "test_data" / "sim"

@@ -11,7 +11,6 @@ from isdc.instruments.isgri.detector_model import (
     BACKGROUND_RATE_25_80,
     CODING_EFFICIENCY,
     PHA_MAX,
-    BackgroundModel,
     DeadTimeModel,
     crab_snr_estimate,
 )
@@ -25,7 +24,6 @@ from isdc.sim.events import (
     Instrument,
     SkyEmitters,
     band_key,
-    cor_energy,
     simulate_scw,
 )
 from isdc.sim.plan import onboard_clock, offset_position, plan_revolution

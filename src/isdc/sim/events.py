@@ -216,8 +216,6 @@ class Instrument:
         g = self.geometry
         mz, my = g.module_pixels
         nz, ny = g.n_modules
-        real_z = np.zeros(g.shape[0], bool)
-        real_z[g.logical_to_gapped(np.arange(N_PIXELS), np.zeros(N_PIXELS, int))[0]] = True
         rows = np.zeros((nz, g.shape[0]))
         cols = np.zeros((ny, g.shape[1]))
         lz, _ = g.logical_to_gapped(np.arange(N_PIXELS), np.zeros(N_PIXELS, int))

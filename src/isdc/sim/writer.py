@@ -26,7 +26,6 @@ carry no time stamp; the same arguments give the same bytes.
 """
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,15 +43,13 @@ from isdc.dal.products import write_product
 from isdc.ids import CONS, Revolution, Version
 from isdc.instruments.isgri.detector_model import HK_CYCLE_S, GainModel
 from isdc.instruments.isgri.response import SIM_RESPONSE_FILE
-from isdc.sim.events import GRB_BASE, Instrument, ScwSimulation, SkyEmitters, simulate_scw
-from isdc.sim.icfiles import SIM_MASK_FILE, VSTOP_OPEN, gain_model_table, mask_image, response_hdus, revolution_gain
+from isdc.sim.events import Instrument, ScwSimulation, SkyEmitters, simulate_scw
+from isdc.sim.icfiles import SIM_MASK_FILE, gain_model_table, mask_image, response_hdus, revolution_gain
 from isdc.sim.plan import (REVOLUTION_PERIOD, ScwPlan, onboard_clock, orbit_state, plan_revolution, revolution_of,
                            revolution_phase, revolution_start)
 from isdc.sim.sky import Sky
 from isdc.sim.truth import revolution_truth, revolution_truth_path, scw_truth, scw_truth_path, write_json
 from isdc.time import TimeCorrelation, ijd_to_isot
-
-log = logging.getLogger(__name__)
 
 __all__ = ["EVENTS_FILE", "HK_FILE", "ATTITUDE_FILE", "ORBIT_FILE", "PLAN_FILE", "CATALOG_FILE", "IC_INSTRUMENT",
            "ATTITUDE_STEP_S", "ORBIT_STEP_S", "RevolutionResult", "simulate_revolution", "write_scw", "write_aux",
@@ -147,7 +144,7 @@ def _orbit_table(plans: Sequence[ScwPlan], tc: TimeCorrelation, rev: int) -> obj
                                                 STEP=ORBIT_STEP_S)
 
 
-def _plan_table(plans: Sequence[ScwPlan], sims_attitude: dict, tc: TimeCorrelation, rev: int) -> object:
+def _plan_table(plans: Sequence[ScwPlan], tc: TimeCorrelation, rev: int) -> object:
     cols = {"SWID": [p.scw_id.swid for p in plans], "SW_TYPE": [p.scw_id.sw_type for p in plans],
             "TSTART": [p.tstart for p in plans], "TSTOP": [p.tstop for p in plans],
             "OBTSTART": tc.ijd_to_obt(np.array([p.tstart for p in plans])),
@@ -172,7 +169,7 @@ def write_aux(archive: Archive, rev: int, version: Version, plans: Sequence[ScwP
         write_product(adp / ATTITUDE_FILE, [Image(), _attitude_table(plans, tc, rev)], durable=durable),
         write_product(adp / ORBIT_FILE, [Image(), _orbit_table(plans, tc, rev)], durable=durable),
         write_time_correlation(archive.time_correlation(rev, version), tc, rev),
-        write_product(rev_dir / PLAN_FILE, [Image(), _plan_table(plans, {}, tc, rev)], durable=durable),
+        write_product(rev_dir / PLAN_FILE, [Image(), _plan_table(plans, tc, rev)], durable=durable),
     ]
 
 
