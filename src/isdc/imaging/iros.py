@@ -30,7 +30,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage
 
 from isdc.imaging.decode import Decoder, SkyImages
 from isdc.imaging.pif_fit import PositionFit, fit_positions, independent_components

@@ -19,13 +19,10 @@ the fits is ONTIME.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
 from isdc.dal import ogip
-from isdc.dal.archive import Archive
-from isdc.dal.catalog import CatalogError, read_catalog
 from isdc.dal.fitsfile import FitsError, FitsFile, Image
 from isdc.dal.products import Product
 from isdc.dal.skyimages import SkyImageSet, sky_image_hdus
@@ -40,9 +37,9 @@ from isdc.pipeline import isgri_scw  # noqa: F401  (registers the datasets this 
 from isdc.pipeline.base import NoWork, PermanentError, ScwTask, canonical_digest, config_value, register_dataset
 from isdc.pipeline.isgri_scw import read_band_products
 from isdc.pipeline.skymaps import wcs_keywords
-from isdc.pipeline.sourcelist import ReferenceSources, srcl_columns
+from isdc.pipeline.sourcelist import catalog_path, reference_sources, srcl_columns
 
-__all__ = ["IsgriIma", "IsgriSpe", "IsgriLcr", "catalog_for", "scw_sources", "SPECTRUM_FILES"]
+__all__ = ["IsgriIma", "IsgriSpe", "IsgriLcr", "scw_sources", "SPECTRUM_FILES"]
 
 register_dataset("isgri_sky_ima", "scw", "isgri_sky_ima.fits", "ISGRI sky images per band (ISGR-SKY.-IMA)")
 register_dataset("isgri_srcl_res", "scw", "isgri_srcl_res.fits", "ISGRI source list (ISGR-SRCL-RES)")
@@ -71,27 +68,6 @@ def _attitude(task: ScwTask) -> Attitude:
         return Attitude(info.ra_scx, info.dec_scx, info.ra_scz, info.dec_scz)
     except ValueError as exc:
         raise PermanentError(f"{task.scw}: swg.fits attitude: {exc}") from exc
-
-
-def catalog_path(archive: str, config) -> Path | None:
-    """The reference catalogue file of a run ('catalog': 'default' = the archive's
-    cat/gnrl_refr_cat.fits, None when the archive has none)."""
-    name = config_value(config, "catalog", "default")
-    if name == "default":
-        path = Archive(archive).cat_dir() / "gnrl_refr_cat.fits"
-        return path if path.is_file() else None
-    return Path(name)
-
-
-def catalog_for(archive: str, config) -> ReferenceSources:
-    """The run's reference sources (empty without a catalogue); PermanentError if unreadable."""
-    path = catalog_path(archive, config)
-    if path is None:
-        return ReferenceSources.empty()
-    try:
-        return ReferenceSources.from_catalog(read_catalog(path), path.name)
-    except (CatalogError, OSError) as exc:
-        raise PermanentError(f"reference catalogue {path}: {exc}") from exc
 
 
 def _catalog_record(archive: str, config) -> dict:
@@ -132,7 +108,7 @@ class IsgriIma(ScwTask):
     def process(self, inputs):
         info = self.scw_info()
         attitude = _attitude(self)
-        catalog = catalog_for(self.archive, self.config)
+        catalog = reference_sources(self.archive, self.config)
         bkg = _background_maps(inputs["bkg"])
         bands, headers = [], []
         for e1, e2, det, effi in read_band_products(inputs["shadowgrams"]):

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from astropy.wcs import WCS, FITSFixedWarning
 
+from isdc.dal.archive import Archive
+from isdc.dal.catalog import read_catalog
 from isdc.dal.fitsfile import Table
 from isdc.dal.skyimages import SkyImageSet
 from isdc.dal.templates import get as get_template
 from isdc.imaging.detect import find_sources, identify, psla_arcmin
 
-__all__ = ["ReferenceSources", "detect_band", "srcl_columns", "source_list", "celestial_wcs"]
+__all__ = ["ReferenceSources", "detect_band", "srcl_columns", "source_list", "celestial_wcs", "catalog_path",
+           "reference_sources"]
 
 
 @dataclass
@@ -51,6 +55,24 @@ class ReferenceSources:
     def empty(cls) -> "ReferenceSources":
         z = np.zeros(0)
         return cls(np.zeros(0, "U1"), np.zeros(0, "U1"), z, z, z, "")
+
+
+def catalog_path(archive: str, config) -> Path | None:
+    """The reference catalogue file of a run: config 'catalog' ('default' = the archive's
+    cat/gnrl_refr_cat.fits, None when the archive has none; else a file path)."""
+    name = config.get("catalog", "default") if hasattr(config, "get") else "default"
+    if name == "default":
+        path = Archive(archive).cat_dir() / "gnrl_refr_cat.fits"
+        return path if path.is_file() else None
+    return Path(name)
+
+
+def reference_sources(archive: str, config) -> ReferenceSources:
+    """The run's reference sources (empty without a catalogue); CatalogError if unreadable."""
+    path = catalog_path(archive, config)
+    if path is None:
+        return ReferenceSources.empty()
+    return ReferenceSources.from_catalog(read_catalog(path), path.name)
 
 
 def celestial_wcs(header) -> WCS:
