@@ -56,18 +56,32 @@ def make_archive(root: Path) -> tuple[Archive, object]:
     return arch, scw
 
 
-def floor(arch: Archive, scw, energy: np.ndarray) -> float:
-    edges = np.array([20.0, 40.0, 60.0, 100.0, 200.0])
+def floor(arch: Archive, scw, energy: np.ndarray):
+    edges = np.array([20.0, 40.0, 60.0, 100.0, 200.0], dtype=energy.dtype)
     path = arch.scw_dir(scw) / "isgri_events.fits"
 
     def run():
         ev = read_fits(path).table()
-        b = np.searchsorted(edges, energy, side="right") - 1
+        b = np.full(energy.shape, -1, dtype=np.int8)
+        for edge in edges:  # band index by comparisons (cheaper than a binary search per event)
+            b += energy >= edge
         ok = (b >= 0) & (b < 4)
-        flat = (b[ok] * 128 + ev["ISGRI_Z"][ok].astype(np.int64)) * 128 + ev["ISGRI_Y"][ok]
+        flat = (b[ok].astype(np.int64) * 128 + ev["ISGRI_Z"][ok]) * 128 + ev["ISGRI_Y"][ok]
         return np.bincount(flat, minlength=4 * 16384)
 
     return run
+
+
+def timed(fn, repeat: int) -> tuple[float, float]:
+    """(median, best) of `repeat` runs [s]."""
+    best = [float("inf")]
+
+    def one():
+        t0 = time.perf_counter()
+        fn()
+        best[0] = min(best[0], time.perf_counter() - t0)
+
+    return median_time(one, repeat), best[0]
 
 
 def main(argv=None) -> int:
@@ -85,22 +99,24 @@ def main(argv=None) -> int:
             t.run()
         cor = read_fits(tasks["COR"].dataset_path("isgri_events_cor")).table("ISGR-EVTS-COR")
         n = len(cor)
-        t_floor = median_time(floor(arch, scw, cor["ISGRI_ENERGY"]), a.repeat)
-        print(f"{n} events, bands {BANDS} keV, median of {a.repeat}")
-        print(f"  {'floor: read events + bincount 4 bands':44s} {t_floor * 1e3:8.1f} ms")
-        total = 0.0
+        t_floor, b_floor = timed(floor(arch, scw, cor["ISGRI_ENERGY"]), a.repeat)
+        print(f"{n} events, bands {BANDS} keV, median (best) of {a.repeat}")
+        print(f"  {'floor: read events + bincount 4 bands':40s} {t_floor * 1e3:7.1f} ms ({b_floor * 1e3:6.1f})")
+        total = best_total = 0.0
         for name, t in tasks.items():
-            t_run = median_time(t.run, a.repeat)
+            t_run, b_run = timed(t.run, a.repeat)
             inputs = t.read_inputs()
-            t_proc = median_time(lambda: t.process(inputs), a.repeat)
+            t_proc, b_proc = timed(lambda: t.process(inputs), a.repeat)
             total += t_run
-            print(f"  {name + ' run() (read, process, write)':44s} {t_run * 1e3:8.1f} ms  x{t_run / t_floor:5.1f} floor"
-                  f"   process() {t_proc * 1e3:7.1f} ms")
-        print(f"  {'COR..BKG run()':44s} {total * 1e3:8.1f} ms  x{total / t_floor:5.1f} floor")
-        t_complete = median_time(tasks["BKG"].complete, a.repeat)
-        print(f"  {'IsgriBkg.complete() (whole chain)':44s} {t_complete * 1e3:8.1f} ms")
+            best_total += b_run
+            print(f"  {name + ' run() (read, process, write)':40s} {t_run * 1e3:7.1f} ms ({b_run * 1e3:6.1f})"
+                  f"  x{t_run / t_floor:5.1f} floor   process() {t_proc * 1e3:6.1f} ms ({b_proc * 1e3:6.1f})")
+        print(f"  {'COR..BKG run()':40s} {total * 1e3:7.1f} ms ({best_total * 1e3:6.1f})  x{total / t_floor:5.1f} floor")
+        t_complete, b_complete = timed(tasks["BKG"].complete, a.repeat)
+        print(f"  {'IsgriBkg.complete() (whole chain)':40s} {t_complete * 1e3:7.1f} ms ({b_complete * 1e3:6.1f})")
         ok = total <= BUDGET_S
-        print(f"{'PASS' if ok else 'FAIL'}: COR..BKG {total:.3f} s <= {BUDGET_S} s for {n} events")
+        print(f"{'PASS' if ok else 'FAIL'}: COR..BKG {total:.3f} s (median; best {best_total:.3f} s) <= {BUDGET_S} s "
+              f"for {n} events")
         return 0 if ok else 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -41,6 +41,16 @@ def test_interval_algebra_matches_brute_force(la, lb):
     assert np.allclose(gti.overlap(a, w0, w1), brute, atol=0.051 * 2)
 
 
+def test_in_gti_of_sorted_event_times_takes_the_fast_path_with_the_same_answer():
+    rng = np.random.default_rng(9)
+    t = np.sort(np.r_[rng.uniform(-5.0, 105.0, 5000), [10.0, 20.0, 20.0, 30.0]])
+    a = gti.normalise((np.array([10.0, 30.0, 60.0]), np.array([20.0, 50.0, 60.5])))
+    fast = gti.in_gti(t, a)
+    slow = gti.in_gti(t[::-1], a)[::-1]  # unsorted: the general path
+    assert np.array_equal(fast, slow) and np.array_equal(fast, inside(a, t))
+    assert fast[np.searchsorted(t, 10.0)] and not fast[np.searchsorted(t, 20.0)]
+
+
 def test_overlap_is_exact_on_interval_ends():
     a = (np.array([1.0, 5.0]), np.array([3.0, 6.5]))
     got = gti.overlap(a, np.array([-np.inf, 2.0, 3.0, 0.0]), np.array([np.inf, 5.5, 5.0, 1.0]))

@@ -64,8 +64,7 @@ def _cfg(task: ScwTask, key: str):
     return config_value(task.config, key)
 
 
-def _scw_keywords(task: ScwTask) -> dict:
-    info = task.scw_info()
+def _scw_keywords(info) -> dict:
     return {"REVOL": info.revol, "SWID": info.scw.swid, "TSTART": info.tstart, "TSTOP": info.tstop}
 
 
@@ -123,7 +122,7 @@ class IsgriCor(ScwTask):
         except ValueError as exc:
             raise PermanentError(f"{self.scw}: {exc}") from exc
         table = templates.get("ISGR-EVTS-COR").table(
-            {"ISGRI_ENERGY": res.energy, "SELECT_FLAG": res.select_flag}, **_scw_keywords(self),
+            {"ISGRI_ENERGY": res.energy, "SELECT_FLAG": res.select_flag}, **_scw_keywords(info),
             GAINFILE=sel.file, GAINVERS=int(sel.version), RISE_MIN=int(_cfg(self, "isgri.cor.rise_time_min")),
             RISE_MAX=int(_cfg(self, "isgri.cor.rise_time_max")), NOISYPIX=int(res.noisy.noisy.sum()),
             NGOOD=res.n_good)
@@ -178,7 +177,7 @@ class IbisGti(ScwTask):
         telapse = t1 - t0
         table = templates.get("IBIS-GNRL-GTI").table(
             {"START": info.tstart + merged[0] / SECONDS_PER_DAY, "STOP": info.tstart + merged[1] / SECONDS_PER_DAY},
-            **_scw_keywords(self), ONTIME=ontime, TELAPSE=telapse, ATTILOSS=telapse - gti.total(good_att),
+            **_scw_keywords(info), ONTIME=ontime, TELAPSE=telapse, ATTILOSS=telapse - gti.total(good_att),
             HKLOSS=telapse - gti.total(good_hk), TLMLOSS=telapse - gti.total(good_tlm))
         return {"gti": Product([table])}
 
@@ -212,7 +211,7 @@ class IsgriDead(ScwTask):
         per_module = {f"DEADC_{m}": float(v) for m, v in enumerate(lt.live_fraction)}
         table = templates.get("ISGR-DEAD-SCP").table(
             {"TIME": hk["TIME"], "TIMEDEL": hk["CYCLE_LEN"], "DEADTIME": d.astype(np.float32)},
-            **_scw_keywords(self), TAU_EVT=tau_e, TAU_VETO=tau_v, ONTIME=lt.ontime, DEADC=lt.deadc,
+            **_scw_keywords(info), TAU_EVT=tau_e, TAU_VETO=tau_v, ONTIME=lt.ontime, DEADC=lt.deadc,
             LIVETIME=lt.livetime, EXPOSURE=lt.livetime, **per_module)
         return {"dead": Product([table])}
 
@@ -251,7 +250,7 @@ class IsgriBin(ScwTask):
         live = np.array([dead_t.header[f"DEADC_{m}"] for m in range(8)], dtype=float)
         effi = binning.efficiency_map(live, status.status)
         h = dead_t.header
-        common = dict(_scw_keywords(self), ONTIME=float(h["ONTIME"]), DEADC=float(h["DEADC"]),
+        common = dict(_scw_keywords(info), ONTIME=float(h["ONTIME"]), DEADC=float(h["DEADC"]),
                       EXPOSURE=float(h["EXPOSURE"]))
         hdus = [Image()]
         for (e1, e2), c in zip(bands, counts):
@@ -283,6 +282,7 @@ class IsgriBkg(ScwTask):
     ic_structures = (("isgri", "ISGR-BKG.-MOD"),)
 
     def process(self, inputs):
+        info = self.scw_info()
         sel = self.ic_file("isgri", "ISGR-BKG.-MOD")
         try:
             ic = read_fits(sel.path).table(sel.hdu)
@@ -300,7 +300,7 @@ class IsgriBkg(ScwTask):
             except ValueError as exc:
                 raise PermanentError(f"{self.scw}: band {e1:g}-{e2:g} keV: {exc}") from exc
             hdus.append(templates.get("ISGR-BKG.-SHD").image(
-                fit.model.astype(np.float32), **_scw_keywords(self), E_MIN=e1, E_MAX=e2, ONTIME=ontime,
+                fit.model.astype(np.float32), **_scw_keywords(info), E_MIN=e1, E_MAX=e2, ONTIME=ontime,
                 EXPOSURE=float(det.header["EXPOSURE"]), BKGFILE=sel.file, BKGVERS=int(sel.version),
                 BKGNORM=fit.norm, BKGNERR=fit.norm_err, BKGFLAT=fit.flat, BKGCHI2=fit.chi2, BKGNPIX=fit.n_pixels))
         return {"bkg": Product(hdus)}

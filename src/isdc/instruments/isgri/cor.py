@@ -30,7 +30,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from isdc.instruments.isgri.detector_model import N_MODULES, N_PIXELS, GainModel, default_module_map
+from isdc.instruments.isgri.detector_model import N_MODULES, N_PIXELS, RISE_RAW_MAX, GainModel, default_module_map
 from isdc.instruments.isgri.ibas import poisson_sigma
 
 __all__ = [
@@ -41,9 +41,9 @@ __all__ = [
     "MAX_PIXEL_WEIGHT",
     "pixel_module_map",
     "pixel_index",
+    "hk_cycle_index",
     "event_temperatures",
     "corrected_rise_time",
-    "event_energies",
     "NoisyPixels",
     "find_noisy_pixels",
     "CorResult",
@@ -82,40 +82,45 @@ def pixel_index(isgri_z, isgri_y) -> tuple[np.ndarray, np.ndarray]:
     return idx, valid
 
 
-def event_temperatures(time, module, hk_time, hk_temperature) -> np.ndarray:
-    """Temperature [degC] of each event's module: that of the HK cycle it falls in.
+def hk_cycle_index(time, hk_time) -> np.ndarray:
+    """(n,) index of the HK row of each event: the last cycle starting at or before it.
 
-    time : (n,) event times; hk_time : (m,) cycle starts (same unit, increasing);
-    hk_temperature : (m, 8). An event in a cycle whose HK row is missing (telemetry gap)
-    takes the previous cycle's value, one before the first cycle the first cycle's.
+    An event in a cycle whose HK row is missing (telemetry gap) gets the previous row,
+    one before the first cycle the first row. ValueError without rows or if the HK times
+    do not increase.
     """
     hk_time = np.asarray(hk_time, dtype=float)
-    temp = np.asarray(hk_temperature, dtype=float)
     if hk_time.size == 0:
         raise ValueError("no housekeeping rows: the module temperatures are unknown")
-    if temp.shape != (hk_time.size, N_MODULES):
-        raise ValueError(f"hk_temperature must have shape ({hk_time.size}, {N_MODULES}), got {temp.shape}")
     if np.any(np.diff(hk_time) <= 0):
         raise ValueError("housekeeping times must increase")
-    row = np.searchsorted(hk_time, np.asarray(time, dtype=float), side="right") - 1
-    np.clip(row, 0, hk_time.size - 1, out=row)
+    time = np.asarray(time, dtype=float)
+    if time.size > 1000 and np.all(time[1:] >= time[:-1]):
+        # Sorted events (ISGR-EVTS-ALL is): locate the HK rows among the events instead of
+        # every event among the rows (10x faster), then repeat each row over its events.
+        first = np.searchsorted(time, hk_time[1:], side="left")
+        counts = np.diff(np.r_[0, first, time.size])
+        return np.repeat(np.arange(hk_time.size), counts)
+    row = np.searchsorted(hk_time, time, side="right") - 1
+    return np.clip(row, 0, hk_time.size - 1, out=row)
+
+
+def event_temperatures(time, module, hk_time, hk_temperature) -> np.ndarray:
+    """Temperature [degC] of each event's module: that of its HK row (`hk_cycle_index`).
+
+    time : (n,) event times; module : (n,); hk_time : (m,) cycle starts (same unit,
+    increasing); hk_temperature : (m, 8).
+    """
+    temp = np.asarray(hk_temperature, dtype=float)
+    row = hk_cycle_index(time, hk_time)
+    if temp.shape != (np.size(hk_time), N_MODULES):
+        raise ValueError(f"hk_temperature must have shape ({np.size(hk_time)}, {N_MODULES}), got {temp.shape}")
     return temp.ravel()[row * N_MODULES + np.asarray(module, dtype=np.intp)]
 
 
 def corrected_rise_time(rise_raw, module, gain: GainModel) -> np.ndarray:
     """Corrected rise time (0-127 scale) at the centre of the raw rise-time channel."""
     return gain.rise_time(np.asarray(rise_raw, dtype=float) + 0.5, module)
-
-
-def event_energies(pha, rise_time, module, time, temperature, gain: GainModel, dither=None) -> np.ndarray:
-    """Energy [keV] of events: the inverse of the gain model at the event's conditions.
-
-    pha : raw pulse heights (integer channels); rise_time : corrected rise times;
-    module, time [IJD], temperature [degC] per event; dither : position inside the PHA
-    channel, scalar or (n,) in [0, 1) (None: 0.5, the centre).
-    """
-    u = 0.5 if dither is None else dither
-    return gain.energy(np.asarray(pha, dtype=float) + u, rise_time, module, time, temperature)
 
 
 @dataclass(frozen=True)
@@ -135,13 +140,6 @@ class NoisyPixels:
     def pixels(self) -> list[tuple[int, int]]:
         """(z, y) of the noisy pixels."""
         return [tuple(int(v) for v in divmod(int(p), N_PIXELS)) for p in np.flatnonzero(self.noisy)]
-
-
-def _module_sums(a: np.ndarray) -> np.ndarray:
-    """(nb, 8) sums over each module's pixels of (nb, 16384) values (layout of `isgri_module`)."""
-    nb = a.shape[0]
-    mz, my = N_PIXELS // 32, N_PIXELS // 64
-    return a.reshape(nb, mz, 32, my, 64).sum(axis=(2, 4)).reshape(nb, N_MODULES)
 
 
 def find_noisy_pixels(time_s, pixel, duration_s: float, bin_s: float, sigma: float, n_iter: int = 4,
@@ -165,13 +163,18 @@ def find_noisy_pixels(time_s, pixel, duration_s: float, bin_s: float, sigma: flo
         raise ValueError(f"noisy-pixel search: {nb} bins of {bin_s:g} s x {N_PIX} pixels is too many cells; "
                          f"use a longer bin")
     t = np.asarray(time_s, dtype=float)
-    b = np.clip((t // bin_s).astype(np.int64), 0, nb - 1)
-    counts = np.bincount(b * N_PIX + np.asarray(pixel, dtype=np.int64), minlength=nb * N_PIX).reshape(nb, N_PIX)
+    # Truncation after a multiplication: floor for t >= 0, and far cheaper than t // bin_s.
+    b = np.clip((t * (1.0 / bin_s)).astype(np.int64), 0, nb - 1)
+    pixel = np.asarray(pixel, dtype=np.int64)
     modules = pixel_module_map().astype(np.intp)
-    own_all = counts.sum(axis=0).astype(float)
-    mod_all = _module_sums(counts).astype(float)
-    cb, cp = np.nonzero(counts >= 2)
-    cc = counts[cb, cp].astype(float)
+    cell = b * N_PIX + pixel
+    counts = np.bincount(cell, minlength=nb * N_PIX)
+    own_all = np.bincount(pixel, minlength=N_PIX).astype(float)
+    mod_all = np.bincount(b * N_MODULES + modules[pixel], minlength=nb * N_MODULES).reshape(nb, N_MODULES)
+    mod_all = mod_all.astype(float)
+    cand_cells = np.flatnonzero(counts >= 2)
+    cb, cp = np.divmod(cand_cells, N_PIX)
+    cc = counts[cand_cells].astype(float)
     cm = modules[cp]
     live = own_all > 0
     w = live.astype(float)
@@ -230,25 +233,44 @@ def correct_events(time, pha, rise_raw, isgri_z, isgri_y, hk_time, hk_temperatur
     isgri_z, isgri_y : pixel; hk_time : (m,) HK cycle starts [IJD]; hk_temperature :
     (m, 8) [degC]; gain : the IC gain model; tstart, tstop : the ScW [IJD]; rise_min,
     rise_max : window on the corrected rise time (rise_min <= rt < rise_max); pha_max :
-    saturated pulse height; noisy_bin_s, noisy_sigma : noisy-pixel search; dither : see
-    `event_energies`.
+    saturated pulse height; noisy_bin_s, noisy_sigma : noisy-pixel search; dither :
+    position inside the PHA channel, scalar or (n,) in [0, 1) (None: 0.5, the centre).
+
+    The gain model is evaluated per HK row and module (temperature of the row, time of its
+    start: the drift within an 8 s cycle is ~2e-9) and the rise-time correction per module
+    and raw channel, then looked up per event: the same numbers as evaluating the model
+    per event, at a fraction of the cost.
     """
     time = np.asarray(time, dtype=float)
     pha = np.asarray(pha)
+    hk_time = np.asarray(hk_time, dtype=float)
+    temp = np.asarray(hk_temperature, dtype=float)
     pix, valid = pixel_index(isgri_z, isgri_y)
-    module = pixel_module_map()[pix]
-    temperature = event_temperatures(time, module, hk_time, hk_temperature)
-    rt = corrected_rise_time(rise_raw, module, gain)
-    energy = event_energies(pha, rt, module, time, temperature, gain, dither)
-    flag = np.zeros(time.size, dtype=np.int16)
-    flag[(rt < rise_min) | (rt >= rise_max)] |= FLAG_RISE_TIME
+    module = pixel_module_map()[pix].astype(np.intp)
+    row = hk_cycle_index(time, hk_time)
+    if temp.shape != (hk_time.size, N_MODULES):
+        raise ValueError(f"hk_temperature must have shape ({hk_time.size}, {N_MODULES}), got {temp.shape}")
+    # Gain and offset per (HK row, module); rise time and charge collection per (module, raw channel).
+    modules = np.arange(N_MODULES)
+    gain_tab = gain.gain_at(modules[None, :], hk_time[:, None], temp).ravel()
+    offset_tab = gain.offset_at(modules[None, :], hk_time[:, None], temp).ravel()
+    rt_tab = corrected_rise_time(np.arange(RISE_RAW_MAX + 1)[None, :], modules[:, None], gain)
+    inv_q_tab = (1.0 / gain.charge_collection(rt_tab)).ravel()
+    window_tab = np.where((rt_tab >= rise_min) & (rt_tab < rise_max), 0, FLAG_RISE_TIME).astype(np.int16).ravel()
+    raw = np.asarray(rise_raw)
+    raw_ok = (raw >= 0) & (raw <= RISE_RAW_MAX)
+    k_rt = module * (RISE_RAW_MAX + 1) + np.clip(raw, 0, RISE_RAW_MAX).astype(np.intp)
+    k_cyc = row * N_MODULES + module
+    u = 0.5 if dither is None else dither
+    energy = ((pha + u) * gain_tab[k_cyc] + offset_tab[k_cyc]) * inv_q_tab[k_rt]
+    flag = window_tab[k_rt]
     flag[(pha <= 0) | (pha >= pha_max)] |= FLAG_RANGE
-    other = ~valid | (time < tstart) | (time > tstop) | ~np.isfinite(energy)
+    other = ~valid | ~raw_ok | (time < tstart) | (time > tstop) | ~np.isfinite(energy)
     flag[other] |= FLAG_OTHER
     ok = ~other
     t_s = (time[ok] - tstart) * 86400.0
     noisy = find_noisy_pixels(t_s, pix[ok], (tstop - tstart) * 86400.0, noisy_bin_s, noisy_sigma)
     if noisy.noisy.any():
         flag[noisy.noisy[pix] & valid] |= FLAG_NOISY
-    energy = np.where(np.isfinite(energy), energy, 0.0).astype(np.float32)
-    return CorResult(energy, flag, rt.astype(np.float32), noisy)
+    energy = np.where(ok, energy, 0.0).astype(np.float32)
+    return CorResult(energy, flag, rt_tab.ravel()[k_rt].astype(np.float32), noisy)

@@ -122,10 +122,20 @@ def in_gti(t, a: Intervals) -> np.ndarray:
     """bool per time: inside one of the (normalised) intervals [start, stop)."""
     s, e = a
     t = np.asarray(t, dtype=float)
+    if s.size == 0:
+        return np.zeros(t.shape, dtype=bool)
+    if t.ndim == 1 and t.size > 1000 and np.all(t[1:] >= t[:-1]):
+        # Sorted times (event lists are): mark the slice of each interval.
+        lo = np.searchsorted(t, s, side="left")
+        hi = np.searchsorted(t, e, side="left")
+        out = np.zeros(t.size, dtype=bool)
+        for a0, a1 in zip(lo, hi):
+            out[a0:a1] = True
+        return out
     i = np.searchsorted(s, t, side="right") - 1
     ok = i >= 0
     i = np.maximum(i, 0)
-    return ok & (t < e[i]) if s.size else np.zeros(t.shape, dtype=bool)
+    return ok & (t < e[i])
 
 
 def angular_offset_deg(ra, dec, ra0: float, dec0: float) -> np.ndarray:
