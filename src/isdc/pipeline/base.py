@@ -21,6 +21,7 @@ while the inputs are unchanged; `TransientError` is retried with back-off.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import errno
 import hashlib
@@ -40,6 +41,7 @@ from isdc.dal import quarantine
 from isdc.dal.archive import Archive, ArchiveError, ScwInfo, read_scw_info
 from isdc.dal.icindex import ICError, ic_index_for
 from isdc.dal.fitsfile import FitsError, FitsFile
+from isdc.dal.grouping import add_back_pointer
 from isdc.dal.products import Product
 from isdc.dal.templates import TemplateError, get as get_template
 from isdc.ids import IdError, ScwId, safe_name
@@ -206,6 +208,36 @@ class ProductTarget(luigi.Target):
         return f"ProductTarget({str(self.path)!r})"
 
 
+# --------------------------------------------------------------------------- memos
+
+# Per-build memo of fingerprints and requires(): within one build a task's fingerprint
+# cannot change (it depends on parameters, IC files and raw inputs, not on products), and
+# the DAG shares upstream tasks, so computing each once keeps a build linear in its tasks.
+# Outside `build_memo()` nothing is cached (a daemon sees new IC files and raw data).
+_MEMO: dict[str, dict] = {}
+_RAW_FP: dict[tuple, str] = {}
+_PARAM_NAMES: dict[type, frozenset] = {}
+
+
+@contextlib.contextmanager
+def build_memo():
+    """Memoize fingerprints and requirements for the duration of one build."""
+    saved = dict(_MEMO)
+    _MEMO.update(fingerprint={}, requires={})
+    try:
+        yield
+    finally:
+        _MEMO.clear()
+        _MEMO.update(saved)
+
+
+def _param_names(cls: type) -> frozenset:
+    names = _PARAM_NAMES.get(cls)
+    if names is None:
+        names = _PARAM_NAMES[cls] = frozenset(name for name, _ in cls.get_params())
+    return names
+
+
 # --------------------------------------------------------------------------- tasks
 
 class IsdcTask(luigi.Task):
@@ -241,14 +273,23 @@ class IsdcTask(luigi.Task):
     def producer_params(self, dataset: str) -> dict:
         """Parameters for the task that produces `dataset` (by default the same data ID)."""
         producer = PRODUCERS[dataset]
-        params = {name: getattr(self, name) for name, _ in self.get_params()
-                  if name in dict(producer.get_params())}
+        wanted = _param_names(producer)
+        params = {name: getattr(self, name) for name in _param_names(type(self)) if name in wanted}
         if producer is RawData:
             params["dataset"] = dataset
         return params
 
     # ---- what luigi asks
     def requires(self):
+        memo = _MEMO.get("requires")
+        if memo is not None:
+            hit = memo.get(self.task_id)
+            if hit is None:
+                hit = memo[self.task_id] = self._requires()
+            return hit
+        return self._requires()
+
+    def _requires(self):
         reqs = {}
         for local, dataset in self.inputs.items():
             producer = PRODUCERS.get(dataset)
@@ -273,6 +314,15 @@ class IsdcTask(luigi.Task):
         return {local: req.fingerprint() for local, req in self.requires().items()}
 
     def fingerprint(self) -> str:
+        memo = _MEMO.get("fingerprint")
+        if memo is not None:
+            hit = memo.get(self.task_id)
+            if hit is None:
+                hit = memo[self.task_id] = self._fingerprint()
+            return hit
+        return self._fingerprint()
+
+    def _fingerprint(self) -> str:
         return canonical_digest({
             "task": self.task_family,
             "algorithm_version": self.algorithm_version,
@@ -380,9 +430,30 @@ class IsdcTask(luigi.Task):
             h["PRVSTOP"] = (finished.strftime("%Y-%m-%dT%H:%M:%S"), "processing end (UTC)")
             if not any(getattr(x, "name", "") == "GNRL-PROV-HIS" for x in product.hdus):
                 product.hdus.append(prov)
+            _number_extvers(product)
+            group = self.group_file()
+            if group and self.dataset_path(self.outputs[local]).name != group:
+                for hdu in product.hdus[1:]:
+                    if hdu.name not in ("GNRL-PROV-HIS", "GROUPING"):
+                        add_back_pointer(hdu, 1, group)
             path = self.dataset_path(self.outputs[local])
             path.parent.mkdir(parents=True, exist_ok=True)
             product.write(path)
+
+    def group_file(self) -> str | None:
+        """File name (in the product's folder) of the group its HDUs belong to, or None."""
+        return None
+
+
+def _number_extvers(product: Product) -> None:
+    """Give repeated EXTNAMEs distinct EXTVERs (1, 2, ...) where none is set: FITS readers
+    (and fitsverify) need type/name/version to tell HDUs apart."""
+    names = [h.name for h in product.hdus[1:]]
+    for name in {n for n in names if n and names.count(n) > 1}:
+        same = [h for h in product.hdus[1:] if h.name == name]
+        if all("EXTVER" not in h.header for h in same):
+            for k, h in enumerate(same, start=1):
+                h.header["EXTVER"] = (k, "version of this EXTNAME in the file")
 
 
 def _relative(path: Path | None, roots: list[Path]) -> str:
@@ -412,6 +483,9 @@ class ScwTask(IsdcTask):
         if dt.dimension == "scw":
             return Path(self.outdir) / "scw" / str(self.scw) / dt.filename
         raise ValueError(f"{self.task_family}: dataset {dataset} has dimension {dt.dimension}, not per-ScW")
+
+    def group_file(self) -> str | None:
+        return SCW_GROUP_FILE
 
     def scw_info(self) -> ScwInfo:
         """The ScW's swg.fits keywords (times, pointing); PermanentError if unusable."""
@@ -450,6 +524,10 @@ class ScwTask(IsdcTask):
             raise PermanentError(f"{self.scw}: {exc}") from exc
 
 
+# The analysis group of a ScW's products, and of an observation's, in their folders.
+SCW_GROUP_FILE = "swg_isgri.fits"
+OBS_GROUP_FILE = "og_isgri.fits"
+
 # swg.fits keywords by (path, mtime, size): fingerprints ask for them many times per build.
 _SCW_INFO: dict[tuple, ScwInfo] = {}
 
@@ -482,11 +560,21 @@ class RawData(luigi.ExternalTask):
         """
         path = self.output().path
         try:
-            f = FitsFile(path)
-            sums = [[str(h.header.get(k, "")) for k in ("DATASUM", "CHECKSUM", "NAXIS1", "NAXIS2")] for h in f.hdus]
-        except FitsError:
-            sums = ["unreadable"]
-        return canonical_digest({"raw": DATASETS[self.dataset].filename, "datasums": sums})
+            st = path.stat()
+            key = (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            return canonical_digest({"raw": DATASETS[self.dataset].filename, "missing": True})
+        hit = _RAW_FP.get(key)
+        if hit is None:
+            try:
+                f = FitsFile(path)
+                sums = [[str(h.header.get(k, "")) for k in ("DATASUM", "CHECKSUM", "NAXIS1", "NAXIS2")] for h in f.hdus]
+            except FitsError:
+                sums = ["unreadable"]
+            if len(_RAW_FP) > 50000:
+                _RAW_FP.clear()
+            hit = _RAW_FP[key] = canonical_digest({"raw": DATASETS[self.dataset].filename, "datasums": sums})
+        return hit
 
 
 def raw_input(dataset: str) -> None:
@@ -518,6 +606,9 @@ class ObsTask(IsdcTask):
     def data_id(self) -> str:
         return safe_group(self.group)
 
+    def group_file(self) -> str | None:
+        return OBS_GROUP_FILE
+
     def scw_ids(self) -> list[ScwId]:
         return [ScwId.parse(s) for s in self.scws]
 
@@ -531,8 +622,8 @@ class ObsTask(IsdcTask):
         name, _, _ = local.partition("@")
         return self.scw_inputs.get(name) or self.inputs[name]
 
-    def requires(self):
-        reqs = dict(super().requires())
+    def _requires(self):
+        reqs = dict(super()._requires())
         for local, dataset in self.scw_inputs.items():
             producer = PRODUCERS.get(dataset)
             if producer is None:

@@ -17,6 +17,7 @@ import luigi
 from luigi.execution_summary import LuigiStatusCode
 
 from isdc.dal import quarantine
+from isdc.pipeline.base import build_memo
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,8 @@ def run_build(
         kwargs.update(scheduler_host=scheduler_host, scheduler_port=scheduler_port)
     else:
         kwargs.update(local_scheduler=True)
-    result = luigi.build(list(tasks), **kwargs)
+    with build_memo():
+        result = luigi.build(list(tasks), **kwargs)
     status = result.status
     # SCHEDULING_FAILED: a requires()/complete() raised; MISSING_EXT: an input is absent.
     scheduling_ok = status not in (LuigiStatusCode.SCHEDULING_FAILED, LuigiStatusCode.FAILED_AND_SCHEDULING_FAILED)
@@ -93,7 +95,8 @@ def run_build(
     done = 0
     for t in tasks:
         try:
-            ok = t.complete()
+            with build_memo():
+                ok = t.complete()
         except Exception as exc:  # a broken input makes complete() raise: report it, do not crash
             ok, why = False, f"completeness check failed: {exc}"
         else:
