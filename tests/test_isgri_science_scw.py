@@ -1,29 +1,25 @@
 """IMA, SPE and LCR tasks end to end on a simulated science window, against the
 simulator's truth: `isdc-run simulate`'s writer makes one 2000 s Crab-field pointing with a
-flaring source that the reference catalogue lacks; COR..BKG and our levels run through
-luigi (run_build); products are checked against the truth, by fitsverify and by Sherpa."""
+flaring source that the reference catalogue lacks; COR..BKG (with the shipped background
+maps, ic_files/isgri/isgr_bkg_mod_0001.fits) and our levels run through luigi
+(run_build); products are checked against the truth, by fitsverify and by Sherpa."""
 import json
 import warnings
 
 import numpy as np
 import pytest
 
-from isdc.dal import templates
 from isdc.dal.archive import Archive
 from isdc.dal.catalog import read_catalog, write_catalog
-from isdc.dal.fitsfile import Image, read_fits
-from isdc.dal.icindex import build_ic_index
-from isdc.dal.products import Product, write_product
+from isdc.dal.fitsfile import read_fits
+from isdc.dal.products import Product
 from isdc.dal.skyimages import read_sky_images
 from isdc.ids import ScwId
 from isdc.imaging.detect import psla_arcmin
-from isdc.instruments.isgri.calib_bkg import DEFAULT_SLICES
-from isdc.instruments.isgri.detector_model import BackgroundModel
 from isdc.pipeline.config import load_config
 from isdc.pipeline.isgri_science import IsgriIma, IsgriLcr, IsgriSpe, scw_sources
 from isdc.pipeline.runner import run_build
 from isdc.pipeline.sourcelist import celestial_wcs
-from isdc.sim.icfiles import VSTOP_OPEN
 from isdc.sim.plan import plan_revolution
 from isdc.sim.sky import Sky
 from isdc.sim.writer import simulate_revolution
@@ -58,20 +54,6 @@ sources:
 """
 
 
-def add_background_ic(archive: Archive) -> None:
-    """ISGR-BKG.-MOD from the simulator's background model (the calibration procedure's
-    result for a perfectly stacked empty field), then the IC index again."""
-    bm = BackgroundModel.default()
-    e = np.asarray(DEFAULT_SLICES)
-    m = np.asarray(bm.spatial_map)
-    maps = np.stack([bm.rate(a, b) * m / m.sum() for a, b in zip(e[:-1], e[1:])])
-    table = templates.get("ISGR-BKG.-MOD").table(
-        {"E_MIN": e[:-1], "E_MAX": e[1:], "COUNTS": np.zeros(e.size - 1), "BACKGROUND": maps.astype(np.float32)},
-        VERSION=1, VSTART=0.0, VSTOP=VSTOP_OPEN, NSCW=0, ONTIME=0.0)
-    write_product(archive.ic_root() / "isgri" / "isgr_bkg_mod_0001.fits", [Image(), table])
-    build_ic_index(archive)
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
@@ -80,7 +62,6 @@ def run(tmp_path_factory):
     assert plan.scw_id == SCW
     sky = Sky.loads(sky_yaml(plan.tstart + 900.0 / DAY))
     simulate_revolution(archive, REV, n_pointings=1, exposure=2000.0, sky=sky, durable=False)
-    add_background_ic(archive)
     cat_path = archive.cat_dir() / "gnrl_refr_cat.fits"
     cat = read_catalog(cat_path)
     write_catalog(cat_path, cat.select(cat.name != "XTE J0525+206"))
