@@ -84,15 +84,19 @@ def test_ray_tracing_reproduces_the_exact_pif(instrument):
 
 @pytest.fixture(scope="module")
 def pointing(instrument):
-    """600 s pointing 3 deg from the Crab, with a flaring source, a GRB and many telemetry gaps."""
+    """600 s pointing 3 deg from the Crab, with a flaring source, a periodic one, a GRB and many
+    telemetry gaps."""
     target = ("off-Crab", *offset_position(*CRAB_POS, 90.0, 3.0))
     plan = plan_revolution(665, 1, 600.0, "staring", seed=3, target=target, start_phase=0.3)[1]
     t_flare = plan.tstart + 300.0 / SECONDS_PER_DAY
     t_grb = plan.tstart + 150.0 / SECONDS_PER_DAY
     ra_f, dec_f = offset_position(*target[1:], 200.0, 5.0)
     ra_g, dec_g = offset_position(*target[1:], 20.0, 2.5)
+    ra_p, dec_p = offset_position(*target[1:], 300.0, 1.5)
     sky = crab_sky(f"""  - {{name: Flarer, ra: {ra_f}, dec: {dec_f}, spectrum: {{model: powerlaw, index: 2.0}}, flux: {{mcrab: 300}},
      variability: [{{type: flare, time: {t_flare}, peak: 6.0, rise: 30, decay: 60}}]}}
+  - {{name: Pulsar, ra: {ra_p}, dec: {dec_p}, spectrum: {{model: powerlaw, index: 2.0}}, flux: {{mcrab: 400}},
+     variability: [{{type: periodic, period: 100.0, amplitude: 0.8, epoch: {plan.tstart}}}]}}
 grbs:
   - {{name: GRB test, time: {t_grb}, ra: {ra_g}, dec: {dec_g}, fluence: 1.0e-5,
      spectrum: {{model: band, alpha: -1.0, beta: -2.3, epeak: 200}}, lightcurve: {{shape: fred, rise: 0.5, decay: 5.0}}}}
@@ -134,7 +138,7 @@ def test_no_events_and_no_hk_rows_in_telemetry_gaps(pointing):
     for a, b in zip(g1[:-1], g0[1:]):
         assert not np.any((hk_t >= a) & (hk_t < b - 1e-9))
     assert hk_t.size == sim.hk_row.sum() < sim.cycle_start.size
-    assert sim.ontime == pytest.approx(((g1 - g0) * SECONDS_PER_DAY).sum(), rel=1e-9)
+    assert sim.ontime == pytest.approx(((g1 - g0) * SECONDS_PER_DAY).sum(), rel=1e-6)  # on-board s vs TT
 
 
 def test_source_and_background_counts_per_band_match_the_truth(pointing):
@@ -219,7 +223,7 @@ def test_gain_cor_inverse_gives_back_the_energies(pointing):
     assert np.ptp(sim.temperature.mean(axis=0)) > 1.0
 
 
-def test_flare_and_grb_light_curves(pointing):
+def test_flare_periodic_and_grb_light_curves(pointing):
     sim, sky, inst, _ = pointing
     t = (sim.events["TIME"] - sim.plan.tstart) * SECONDS_PER_DAY
     fl = sim.component == sky.index("Flarer")
@@ -233,6 +237,11 @@ def test_flare_and_grb_light_curves(pointing):
     n_peak, n_quiet = peak.sum(), quiet.sum()
     if sim.gti_overlap[36:40].min() == 8 and sim.gti_overlap[66:70].min() == 8:  # both windows in good time
         assert n_peak / n_quiet == pytest.approx(ratio, rel=5 * np.sqrt(1 / n_peak + 1 / n_quiet))
+    # the periodic source, folded: 1 + 0.8 sin(2 pi t / 100 s), maximum at 25 s, minimum at 75 s
+    ph = np.mod(t[sim.component == sky.index("Pulsar")], 100.0)
+    folded = np.histogram(ph, bins=10, range=(0, 100))[0]
+    assert np.argmax(folded) in (1, 2) and np.argmin(folded) in (6, 7)
+    assert folded.max() / folded.min() > 4  # (1 + 0.8 x 0.98) / (1 - 0.8 x 0.98) = 8.3 for exact bins
     # the GRB: a FRED starting 150 s into the ScW, most counts in its first seconds
     g = sim.component >= GRB_BASE
     grb = next(s for s in sim.sources if s["kind"] == "grb")
@@ -245,7 +254,7 @@ def test_flare_and_grb_light_curves(pointing):
 def test_noisy_pixels_fire_in_their_bursts(pointing):
     sim, *_ = pointing
     nz = sim.component == NOISY
-    t = (sim.events["TIME"][nz] - sim.plan.tstart) * SECONDS_PER_DAY
+    t = (sim.events["OB_TIME"][nz] - sim.obt_start) / 2.0**20  # on-board seconds since the start
     z, y = sim.events["ISGRI_Z"][nz], sim.events["ISGRI_Y"][nz]
     inside = np.zeros(nz.sum(), bool)
     for a, b, bz, by, n in sim.noisy_bursts:

@@ -32,8 +32,10 @@
    the start of its cycle falls in a gap); the on-board counters still counted.
 7. **PHA** through the true gain (`GainModel.pha`) at the module temperature of the
    event's HK cycle (the MDU_TEMP written, float32), and the raw rise time, both digitised.
-8. **Time**: seconds since the ScW start -> IJD -> OBT (time correlation), quantised to
-   ISGRI's 2**-14 s (64 ticks) counted from the ScW's OBTSTART -> TIME = IJD of that OBT.
+8. **Time**: the simulation's seconds since the ScW start are on-board seconds: OBT =
+   OBTSTART + t x 2**20 ticks, quantised to ISGRI's 2**-14 s (64 ticks); TIME = IJD of
+   that OBT through the time correlation. HK cycles are 8 on-board seconds from OBTSTART,
+   so an event's OBT falls in the cycle that counted it.
 
 Component of each event (`ScwSimulation.component`): sky source index 0..n_src-1, GRB
 ``GRB_BASE + k``, `BACKGROUND` or `NOISY`. Everything is vectorised (no per-event Python
@@ -78,6 +80,7 @@ __all__ = [
     "GRB_BASE",
     "STANDARD_BANDS",
     "EVENT_TICKS",
+    "TICKS_PER_SECOND",
     "Instrument",
     "SkyEmitters",
     "ScwSimulation",
@@ -99,6 +102,8 @@ STANDARD_BANDS = ((20.0, 40.0), (40.0, 100.0), (25.0, 80.0))
 """Energy bands [keV] the truth reports counts and rates in."""
 EVENT_TICKS = 64
 """ISGRI event time resolution in OBT ticks (2**-14 s = 61.035 us)."""
+TICKS_PER_SECOND = 2**20
+"""OBT ticks per on-board second."""
 _VARIABILITY_STEP_S = 8.0  # time step on which flux factors are integrated (finer for short periods)
 _SLEW_GRID_S = 1.0  # attitude grid of a slew; photon directions are interpolated in between
 
@@ -426,6 +431,7 @@ class ScwSimulation:
         HK row exists): the truth per HK cycle
     gti_s : (start, stop) good-time intervals [s since ScW start]
     obt_start, obt_stop : OBT of TSTART and TSTOP
+    clock : the time correlation (OBT <-> IJD) the times were made with
     sources : truth of each source and GRB in the field (dicts; docs/simulator.md)
     background : truth of the background (dict)
     noisy_bursts : (n, 5) start [s], stop [s], z, y, events recorded
@@ -450,6 +456,7 @@ class ScwSimulation:
     gti_s: tuple[np.ndarray, np.ndarray]
     obt_start: int
     obt_stop: int
+    clock: TimeCorrelation
     gain: GainModel
     sources: list = field(default_factory=list)
     background: dict = field(default_factory=dict)
@@ -460,11 +467,15 @@ class ScwSimulation:
     def n_events(self) -> int:
         return int(self.component.size)
 
+    def ijd(self, t_s) -> np.ndarray:
+        """IJD of on-board seconds since the ScW start (through OBT and the time correlation)."""
+        obt = self.obt_start + np.rint(np.asarray(t_s, dtype=float) * TICKS_PER_SECOND).astype(np.int64)
+        return self.clock.obt_to_ijd(obt)
+
     @property
     def gti_ijd(self) -> tuple[np.ndarray, np.ndarray]:
         """Good-time intervals [IJD]."""
-        t0 = self.plan.tstart
-        return t0 + self.gti_s[0] / SECONDS_PER_DAY, t0 + self.gti_s[1] / SECONDS_PER_DAY
+        return self.ijd(self.gti_s[0]), self.ijd(self.gti_s[1])
 
     @property
     def ontime(self) -> float:
@@ -476,9 +487,9 @@ class ScwSimulation:
         return ((1.0 - self.dead_fraction) * self.gti_overlap[:, None]).sum(axis=0)
 
     def event_cycle(self) -> np.ndarray:
-        """HK cycle of each event."""
-        t = (self.events["TIME"] - self.plan.tstart) * SECONDS_PER_DAY
-        return np.clip((t // HK_CYCLE_S).astype(np.int64), 0, self.cycle_start.size - 1)
+        """HK cycle of each event (from its OBT: cycles are 8 on-board seconds)."""
+        k = (self.events["OB_TIME"] - self.obt_start) // int(HK_CYCLE_S * TICKS_PER_SECOND)
+        return np.clip(k, 0, self.cycle_start.size - 1)
 
     def cor(self) -> tuple[np.ndarray, np.ndarray]:
         """(energy keV, corrected rise time) of every event from its digitised PHA and raw
@@ -693,15 +704,14 @@ def simulate_scw(plan: ScwPlan, sky: Sky, tc: TimeCorrelation, rng: np.random.Ge
     rt = inst.rise_time.sample(energy, rng)
     rt[lab == NOISY] = noisy_rt  # electronic noise: its own rise times
     obt_start, obt_stop = int(tc.ijd_to_obt(t0)), int(tc.ijd_to_obt(plan.tstop))
-    obt = tc.ijd_to_obt(t0 + t / SECONDS_PER_DAY)
-    obt = obt_start + ((obt - obt_start) // EVENT_TICKS) * EVENT_TICKS
+    obt = obt_start + np.floor(t * (TICKS_PER_SECOND / EVENT_TICKS)).astype(np.int64) * EVENT_TICKS
     time = tc.obt_to_ijd(obt)
     pha = digitise_pha(inst.gain.pha(energy, rt, mod, time, temperature[cyc, mod]))
     rise_raw = digitise_rise_time(inst.gain.raw_rise_time(rt, mod))
     z, y = np.divmod(pix, N_PIXELS)
     events = {"TIME": time, "OB_TIME": obt, "ISGRI_PHA": pha, "RISE_TIME": rise_raw,
               "ISGRI_Y": y.astype(np.uint8), "ISGRI_Z": z.astype(np.uint8)}
-    hk_obt = tc.ijd_to_obt(t0 + c_start / SECONDS_PER_DAY)
+    hk_obt = obt_start + np.rint(c_start * TICKS_PER_SECOND).astype(np.int64)
     hk = {"TIME": tc.obt_to_ijd(hk_obt)[hk_row], "OB_TIME": hk_obt[hk_row],
           "CYCLE_LEN": c_len[hk_row].astype(np.float32), "MDU_TEMP": temperature[hk_row].astype(np.float32),
           "BIAS_V": bias[hk_row], "TRIG_CNT": trig_cnt[hk_row].astype(np.int32),
@@ -710,7 +720,7 @@ def simulate_scw(plan: ScwPlan, sky: Sky, tc: TimeCorrelation, rng: np.random.Ge
         plan=plan, attitude=att, events=events, component=lab, energy=energy, rise_time=rt,
         module=mod.astype(np.int16), hk=hk, cycle_start=c_start, cycle_length=c_len, dead_fraction=dead,
         temperature=temperature, gti_overlap=gti_overlap, hk_row=hk_row, gti_s=(g0, g1), obt_start=obt_start,
-        obt_stop=obt_stop, gain=inst.gain)
+        obt_stop=obt_stop, clock=tc, gain=inst.gain)
     _fill_truth(sim, recs, emit, inst, noisy.bursts, c_orbit)
     return sim
 
@@ -762,7 +772,7 @@ def _fill_truth(sim: ScwSimulation, recs: dict, emit: SkyEmitters, inst: Instrum
     # noisy-pixel bursts and how many of their events reached the ground
     nz = sim.component == NOISY
     ev_pix = sim.events["ISGRI_Z"][nz].astype(np.int64) * N_PIXELS + sim.events["ISGRI_Y"][nz]
-    ev_t = (sim.events["TIME"][nz] - plan.tstart) * SECONDS_PER_DAY
+    ev_t = (sim.events["OB_TIME"][nz] - sim.obt_start) / TICKS_PER_SECOND
     rows = [(a, b, bz, by, int(((ev_pix == bz * N_PIXELS + by) & (ev_t >= a - 1e-3) & (ev_t <= b + 1e-3)).sum()))
             for a, b, bz, by in np.asarray(bursts, dtype=float).reshape(-1, 4)]
     object.__setattr__(sim, "noisy_bursts", np.array(rows, dtype=float).reshape(-1, 5))

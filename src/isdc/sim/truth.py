@@ -107,7 +107,7 @@ def scw_truth(sim: ScwSimulation) -> dict:
         "dead_fraction": _f(dead_mean),
         "live_time": _f(live_time),
         "deadc": float(live_time.mean() / ontime) if ontime > 0 else 0.0,
-        "cycles": {"time": _f(plan.tstart + sim.cycle_start / 86400.0), "length": _f(sim.cycle_length),
+        "cycles": {"time": _f(sim.ijd(sim.cycle_start)), "length": _f(sim.cycle_length),
                    "hk_row": [bool(v) for v in sim.hk_row], "good_time": _f(sim.gti_overlap),
                    "dead_fraction": _f(sim.dead_fraction)},
         "temperature_mean": _f(temp_mean),
@@ -116,7 +116,7 @@ def scw_truth(sim: ScwSimulation) -> dict:
         "events": sim.n_events, "events_by_component": counts, "selected_events": sim.band_counts,
         "sources": sim.sources,
         "background": sim.background,
-        "noisy_pixels": [{"start": float(plan.tstart + a / 86400.0), "stop": float(plan.tstart + b / 86400.0),
+        "noisy_pixels": [{"start": float(sim.ijd(a)), "stop": float(sim.ijd(b)),
                           "isgri_z": int(z), "isgri_y": int(y), "events": int(n)} for a, b, z, y, n in sim.noisy_bursts],
     }
 
