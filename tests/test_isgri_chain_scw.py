@@ -8,7 +8,7 @@ import pytest
 from isdc.dal.archive import Archive
 from isdc.dal.icindex import build_ic_index
 from isdc.dal.products import Product
-from isdc.ids import ScwId
+from isdc.instruments.isgri import gti
 from isdc.pipeline.config import load_config
 from isdc.pipeline.isgri_scw import IbisGti, IsgriBin, IsgriBkg, IsgriCor, IsgriDead, read_band_products
 from isdc.pipeline.runner import run_build
@@ -219,9 +219,7 @@ def test_missing_hk_quarantines_the_scw_with_the_file_named(crab, tmp_path):
     s = pointings(scws)[0]
     # A copy of the archive where the HK of one ScW is damaged.
     root = tmp_path / "archive"
-    shutil.copytree(arch.root, root, ignore=shutil.ignore_patterns("isgri_events.fits"))
-    for scw in (s,):
-        shutil.copy(arch.scw_dir(scw) / "isgri_events.fits", Archive(root).scw_dir(scw) / "isgri_events.fits")
+    shutil.copytree(arch.root, root)
     hk = Archive(root).scw_dir(s) / "isgri_hk.fits"
     hk.write_bytes(hk.read_bytes()[:5000])
     out = tmp_path / "out"
@@ -229,4 +227,50 @@ def test_missing_hk_quarantines_the_scw_with_the_file_named(crab, tmp_path):
                     quarantine_dirs=[out / "quarantine"])
     assert not rep.ok and rep.quarantined
     assert "isgri_hk.fits" in rep.quarantined[0]["reason"] and str(s) == rep.quarantined[0]["data_id"]
-    assert isinstance(s, ScwId)
+
+
+def _drifted_archive(arch, dest, scw, drift_from_s, rate_arcmin_per_s):
+    """A copy of `arch` whose attitude drifts in declination from `drift_from_s` after the
+    start of `scw` at `rate_arcmin_per_s`."""
+    from isdc.dal import templates
+    from isdc.dal.fitsfile import Image
+    from isdc.dal.products import write_product
+
+    shutil.copytree(arch.root, dest)
+    new = Archive(dest)
+    path = new.aux_adp(scw.rev, scw.version) / "attitude_historic.fits"
+    t = Product.read(path).table("INTL-ATTI-HIS")
+    info = json.loads((arch.root / "sim" / "0665.001" / f"{scw}.json").read_text())
+    dt = (t["TIME"] - info["tstart"]) * 86400.0
+    cols = {k: np.array(v) for k, v in t.columns.items()}
+    moving = (dt > drift_from_s) & (t["TIME"] <= info["tstop"])
+    cols["DEC_SCX"] = np.where(moving, cols["DEC_SCX"] + (dt - drift_from_s) * rate_arcmin_per_s / 60.0,
+                               cols["DEC_SCX"])
+    keep = {k: t.header[k] for k in ("REVOL", "TSTART", "TSTOP", "STEP")}
+    write_product(path, [Image(), templates.get("INTL-ATTI-HIS").table(cols, **keep)])
+    return new
+
+
+def test_an_attitude_drift_ends_good_time_and_a_lost_pointing_has_none(crab, tmp_path):
+    arch, _, scws, cfg = crab
+    s = pointings(scws)[1]
+    tr = truth(arch, s)
+    # Drift of 1' per 100 s from 500 s on: the axis leaves the 3' circle at 800 s.
+    drifted = _drifted_archive(arch, tmp_path / "drift", s, 500.0, 0.01)
+    out = tmp_path / "out_drift"
+    assert run_build([IsgriDead(archive=str(drifted.root), outdir=str(out), scw=s, config=cfg)]).ok
+    g = product(out, s, "ibis_gti.fits").table("IBIS-GNRL-GTI")
+    assert g.header["ATTILOSS"] == pytest.approx((tr["tstop"] - tr["tstart"]) * 86400 - 800.0, abs=8.0)
+    true_gti = (np.array(tr["gti"]) - tr["tstart"]) * 86400
+    before_800 = gti.overlap((true_gti[:, 0], true_gti[:, 1]), np.array([0.0]), np.array([800.0]))[0]
+    assert g.header["ONTIME"] == pytest.approx(before_800, abs=8.0)  # 3" jitter: +-5 s
+    assert (g["STOP"][-1] - tr["tstart"]) * 86400 == pytest.approx(800.0, abs=8.0)
+    d = product(out, s, "isgri_dead.fits").table("ISGR-DEAD-SCP")
+    assert d.header["ONTIME"] == pytest.approx(g.header["ONTIME"], rel=1e-9)
+    # Off target from the start: no good time, every level after GTI is an empty product.
+    lost = _drifted_archive(arch, tmp_path / "lost", s, -10.0, 1.0)
+    out = tmp_path / "out_lost"
+    assert run_build([IsgriBkg(archive=str(lost.root), outdir=str(out), scw=s, config=cfg)]).ok
+    for name in ("ibis_gti.fits", "isgri_dead.fits", "isgri_shadowgrams.fits", "isgri_bkg_shadowgrams.fits"):
+        p = product(out, s, name)
+        assert p.nowork and "no good time" in p.nowork_reason
