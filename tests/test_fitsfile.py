@@ -15,6 +15,7 @@ from isdc.dal import fitsfile
 from isdc.dal.fitsfile import (
     ColumnSpec,
     FitsError,
+    fixed_date,
     Image,
     Table,
     encode_checksum,
@@ -489,8 +490,9 @@ def test_existing_target_is_replaced_only_by_a_successful_write(tmp_path, suffix
 @pytest.mark.parametrize("durable", [True, False])
 def test_durable_and_not_durable_write_the_same_bytes(tmp_path, durable):
     h = user_header(DATE="2026-01-01T00:00:00")  # fixed DATE: the bytes do not depend on the clock
-    p = write_fits(tmp_path / "d.fits", [Table(all_types_columns(), h)], durable=durable)
-    q = write_fits(tmp_path / "e.fits", [Table(all_types_columns(), h)], durable=True)
+    with fixed_date("2026-01-01T00:00:00"):  # also for the primary HDU written in front of the table
+        p = write_fits(tmp_path / "d.fits", [Table(all_types_columns(), h)], durable=durable)
+        q = write_fits(tmp_path / "e.fits", [Table(all_types_columns(), h)], durable=True)
     assert p.read_bytes() == q.read_bytes()
     assert len(p.read_bytes()) % 2880 == 0
 
