@@ -1,8 +1,7 @@
 """ISGRI science-window levels COR, GTI, DEAD, BIN, BKG: seconds per level on one ScW.
 
 Simulates one revolution with one 2000 s pointing on the Crab (`isdc.sim.writer`, ~1.3e6
-events), installs the shipped background maps in its IC tree, and times with 4 energy
-bands (median of --repeat runs, files in the page cache):
+events; the background maps are the shipped IC files) and times with 4 energy bands (median of --repeat runs, files in the page cache):
 
 - per level, the task's whole `run()` as luigi calls it: read and validate the inputs,
   the science (`process`), provenance, checksums and the atomic durable write;
@@ -32,10 +31,8 @@ from bench_fits_io import median_time  # the benchmarks' shared timer (this fold
 
 from isdc.dal.archive import Archive
 from isdc.dal.fitsfile import read_fits
-from isdc.dal.icindex import build_ic_index
 from isdc.pipeline.config import load_config
 from isdc.pipeline.isgri_scw import IbisGti, IsgriBin, IsgriBkg, IsgriCor, IsgriDead
-from isdc.resources import data_dir
 from isdc.sim.writer import simulate_revolution
 
 BANDS = "20-40,40-60,60-100,100-200"
@@ -46,11 +43,7 @@ LEVELS = (("COR", IsgriCor), ("GTI", IbisGti), ("DEAD", IsgriDead), ("BIN", Isgr
 def make_archive(root: Path) -> tuple[Archive, object]:
     t0 = time.perf_counter()
     res = simulate_revolution(root, 665, n_pointings=1, exposure=2000.0, seed=0, durable=False)
-    arch = Archive(root)
-    ic = "isgri/isgr_bkg_mod_0001.fits"
-    (arch.ic_root() / ic).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(data_dir("ic_files") / ic, arch.ic_root() / ic)
-    build_ic_index(arch)
+    arch = Archive(root)  # background maps: the shipped IC files, under the archive's own
     scw = next(s for s in arch.scws() if not s.is_slew)
     print(f"simulated {scw}: {res.events[str(scw)]} events in {time.perf_counter() - t0:.1f} s")
     return arch, scw

@@ -6,13 +6,11 @@ import numpy as np
 import pytest
 
 from isdc.dal.archive import Archive
-from isdc.dal.icindex import build_ic_index
 from isdc.dal.products import Product
 from isdc.instruments.isgri import gti
 from isdc.pipeline.config import load_config
 from isdc.pipeline.isgri_scw import IbisGti, IsgriBin, IsgriBkg, IsgriCor, IsgriDead, read_band_products
 from isdc.pipeline.runner import run_build
-from isdc.resources import data_dir
 from isdc.sim.sky import Sky
 from isdc.sim.writer import simulate_revolution
 from isgri_scw_synth import fit_line
@@ -22,14 +20,10 @@ BKG_IC = "isgri/isgr_bkg_mod_0001.fits"
 
 
 def _simulate(root, sky=None, **kw):
+    # The background maps come from the IC files shipped with isdc (the archive's IC tree,
+    # written by the simulator, has the true gain, the response and the mask).
     simulate_revolution(root, 665, n_pointings=2, exposure=1000.0, sky=sky, seed=3, durable=False, **kw)
-    # The calibration team's background maps, installed in the archive's IC tree.
-    arch = Archive(root)
-    dest = arch.ic_root() / BKG_IC
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(data_dir("ic_files") / BKG_IC, dest)
-    build_ic_index(arch)
-    return arch
+    return Archive(root)
 
 
 def _run(arch, out, config):

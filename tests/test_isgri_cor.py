@@ -147,6 +147,15 @@ def test_range_and_other_flags():
     assert res.energy[0] == pytest.approx(g.energy(100.5, rt, 0, time[0], 0.0), rel=1e-6)
 
 
+def test_pixel_index_of_event_columns_and_of_any_integers():
+    for z, y in ((np.array([0, 127, 200, 5, 3], np.uint8), np.array([0, 127, 3, 130, 64], np.uint8)),
+                 (np.array([0, 127, 200, 5, 3]), np.array([0, 127, 3, 130, 64]))):
+        idx, valid = cor.pixel_index(z, y)
+        assert valid.tolist() == [True, True, False, False, True]
+        assert idx.tolist() == [0, 16383, 0, 0, 3 * 128 + 64]
+    assert cor.pixel_index(np.array([-1]), np.array([0]))[1].tolist() == [False]
+
+
 def test_event_temperatures_hold_the_cycle_value_over_missing_rows():
     hk_t = np.array([0.0, 8.0, 24.0, 32.0])  # the cycle at 16 s is missing
     temp = np.arange(32, dtype=float).reshape(4, 8)

@@ -73,10 +73,15 @@ def pixel_module_map() -> np.ndarray:
 
 def pixel_index(isgri_z, isgri_y) -> tuple[np.ndarray, np.ndarray]:
     """(flat pixel index z * 128 + y, valid) of event pixels; invalid ones get index 0."""
-    z = np.asarray(isgri_z).astype(np.int64)
-    y = np.asarray(isgri_y).astype(np.int64)
-    valid = (z >= 0) & (z < N_PIXELS) & (y >= 0) & (y < N_PIXELS)
-    idx = z * N_PIXELS + y
+    z, y = np.asarray(isgri_z), np.asarray(isgri_y)
+    if z.dtype == np.uint8 and y.dtype == np.uint8:
+        # The event columns (1B): one test for both (128 is a power of two), 32-bit arithmetic.
+        valid = (z | y) < N_PIXELS
+        idx = z.astype(np.int32) * N_PIXELS + y
+    else:
+        z, y = z.astype(np.int64), y.astype(np.int64)
+        valid = (z >= 0) & (z < N_PIXELS) & (y >= 0) & (y < N_PIXELS)
+        idx = z * N_PIXELS + y
     if not valid.all():
         idx = np.where(valid, idx, 0)
     return idx, valid
@@ -268,9 +273,10 @@ def correct_events(time, pha, rise_raw, isgri_z, isgri_y, hk_time, hk_temperatur
     other = ~valid | ~raw_ok | (time < tstart) | (time > tstop) | ~np.isfinite(energy)
     flag[other] |= FLAG_OTHER
     ok = ~other
-    t_s = (time[ok] - tstart) * 86400.0
-    noisy = find_noisy_pixels(t_s, pix[ok], (tstop - tstart) * 86400.0, noisy_bin_s, noisy_sigma)
+    all_ok = bool(ok.all())
+    t_s = ((time if all_ok else time[ok]) - tstart) * 86400.0
+    noisy = find_noisy_pixels(t_s, pix if all_ok else pix[ok], (tstop - tstart) * 86400.0, noisy_bin_s, noisy_sigma)
     if noisy.noisy.any():
         flag[noisy.noisy[pix] & valid] |= FLAG_NOISY
-    energy = np.where(ok, energy, 0.0).astype(np.float32)
+    energy = (energy if all_ok else np.where(ok, energy, 0.0)).astype(np.float32)
     return CorResult(energy, flag, rt_tab.ravel()[k_rt].astype(np.float32), noisy)
