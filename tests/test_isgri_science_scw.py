@@ -238,3 +238,20 @@ def test_scw_sources_picks_the_most_significant_band(run):
     assert s[0]["DETSIG"] == pytest.approx(float(np.max(t["DETSIG"][t["NAME"] == "Crab"])))
     crab = next(x for x in s if x["NAME"] == "Crab")
     assert crab["RA_OBJ"] == pytest.approx(83.6332, abs=1e-4)  # catalogue position
+
+
+def test_bad_or_empty_inputs(run):
+    """A background product without one of the bands is a permanent error naming the file and
+    the band; no source above the SPE threshold is 'no work'."""
+    from isdc.pipeline.base import NoWork, PermanentError
+
+    ima = run["tasks"][0]
+    inputs = {k: Product.read(ima.dataset_path(v)) for k, v in ima.inputs.items()}
+    inputs["bkg"].hdus = [h for h in inputs["bkg"].hdus if not (h.name == "ISGR-BKG.-SHD" and h.header["E_MIN"] == 40)]
+    with pytest.raises(PermanentError, match=r"isgri_bkg_shadowgrams.fits has no background for 40-100 keV"):
+        ima.process(inputs)
+    cfg = json.loads(json.dumps(run["cfg"]))
+    cfg["isgri"]["spe"]["min_significance"] = 1000.0
+    spe = IsgriSpe(archive=ima.archive, outdir=ima.outdir, scw=SCW, config=cfg)
+    with pytest.raises(NoWork, match="no source above 1000 sigma"):
+        spe.process({k: Product.read(spe.dataset_path(v)) for k, v in spe.inputs.items()})
