@@ -1,6 +1,7 @@
 """COR..BKG end to end on simulated revolutions, checked against the simulator's truth."""
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from isdc.instruments.isgri import gti
 from isdc.pipeline.config import load_config
 from isdc.pipeline.isgri_scw import IbisGti, IsgriBin, IsgriBkg, IsgriCor, IsgriDead, read_band_products
 from isdc.pipeline.runner import run_build
+from isdc.resources import data_dir
 from isdc.sim.sky import Sky
 from isdc.sim.writer import simulate_revolution
 from isgri_scw_synth import fit_line
@@ -268,3 +270,14 @@ def test_an_attitude_drift_ends_good_time_and_a_lost_pointing_has_none(crab, tmp
     for name in ("ibis_gti.fits", "isgri_dead.fits", "isgri_shadowgrams.fits", "isgri_bkg_shadowgrams.fits"):
         p = product(out, s, name)
         assert p.nowork and "no good time" in p.nowork_reason
+
+
+@pytest.mark.fitsverify
+def test_products_and_the_background_ic_file_pass_fitsverify(crab, fitsverify):
+    from test_fitsverify import verify
+
+    arch, out, scws, _ = crab
+    files = [p for s in scws[:2] for p in sorted((out / "scw" / str(s)).glob("*.fits"))]
+    assert len(files) == 10  # a slew's empty products and a pointing's
+    for p in files + [Path(data_dir("ic_files")) / BKG_IC]:
+        verify(fitsverify, p)
