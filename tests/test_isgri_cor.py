@@ -112,6 +112,27 @@ def test_no_noisy_pixel_in_a_quiet_scw_with_a_bright_source_pattern():
     assert (res.select_flag & cor.FLAG_NOISY).sum() == 0
 
 
+def test_a_bright_gamma_ray_burst_makes_no_pixel_noisy():
+    from isdc.imaging.pif import pif
+    from isdc.instruments.isgri.geometry import isgri_geometry
+
+    s = synthetic_scw(1000.0, seed=8)
+    g = isgri_geometry()
+    shadow = g.to_logical(pif(g, 0.03, -0.02)).ravel()
+    rng = np.random.default_rng(4)
+    n = 40_000  # 8000 counts/s for 5 s: ~10x the background, through the mask
+    pix = rng.choice(16384, n, p=shadow / shadow.sum())
+    t_grb = s.tstart + (400.0 + rng.exponential(1.5, n).clip(0, 5)) / 86400
+    time = np.r_[s.time, t_grb]
+    order = np.argsort(time, kind="stable")
+    z = np.r_[s.z, (pix // 128).astype(np.uint8)][order]
+    y = np.r_[s.y, (pix % 128).astype(np.uint8)][order]
+    pha = np.r_[s.pha, np.full(n, 200, np.int16)][order]
+    raw = np.r_[s.rise_raw, np.full(n, 60, np.int16)][order]
+    res = cor.correct_events(time[order], pha, raw, z, y, s.hk_time, s.temperature, s.gain, **s.cor_kwargs())
+    assert res.noisy.noisy.sum() == 0
+
+
 def test_a_pixel_hot_all_the_time_is_noisy():
     s = synthetic_scw(1000.0, seed=7)
     rng = np.random.default_rng(1)
