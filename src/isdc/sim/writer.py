@@ -37,9 +37,9 @@ from isdc.dal import templates
 from isdc.dal.archive import Archive, ScwInfo, build_scw_index, write_time_correlation
 from isdc.dal.catalog import catalog_table
 from isdc.dal.fitsfile import Image, fixed_date
-from isdc.dal.grouping import Grouping, PendingFile, link
 from isdc.dal.icindex import build_ic_index
 from isdc.dal.products import write_product
+from isdc.dal.rawdata import ATTITUDE_FILE, EVENTS_FILE, HK_FILE, ORBIT_FILE, PLAN_FILE, write_raw_scw
 from isdc.ids import CONS, Revolution, Version
 from isdc.instruments.isgri.detector_model import HK_CYCLE_S, GainModel
 from isdc.instruments.isgri.response import SIM_RESPONSE_FILE
@@ -55,11 +55,6 @@ __all__ = ["EVENTS_FILE", "HK_FILE", "ATTITUDE_FILE", "ORBIT_FILE", "PLAN_FILE",
            "ATTITUDE_STEP_S", "ORBIT_STEP_S", "RevolutionResult", "simulate_revolution", "write_scw", "write_aux",
            "write_ic", "write_reference_catalog", "scw_rng", "archive_date"]
 
-EVENTS_FILE = "isgri_events.fits"
-HK_FILE = "isgri_hk.fits"
-ATTITUDE_FILE = "attitude_historic.fits"
-ORBIT_FILE = "orbit_historic.fits"
-PLAN_FILE = "revolution_plan.fits"
 CATALOG_FILE = "gnrl_refr_cat.fits"
 IC_INSTRUMENT = "isgri"
 """Instrument folder of the IC files in the archive (as in the shipped `ic_files/`)."""
@@ -79,36 +74,15 @@ def archive_date(plans: Sequence[ScwPlan]) -> str:
     return str(ijd_to_isot(max(p.tstop for p in plans), precision=0))[:19]
 
 
-def _scw_keywords(plan: ScwPlan) -> dict:
-    s = plan.scw_id
-    return dict(REVOL=s.revolution, SWID=s.swid, SW_TYPE=s.sw_type, TSTART=float(plan.tstart), TSTOP=float(plan.tstop))
-
-
 def write_scw(archive: Archive, sim: ScwSimulation, instrument: Instrument, *, durable: bool = True) -> Path:
-    """Write one simulated ScW: events, HK and their group swg.fits (with back-pointers)."""
+    """Write one simulated ScW: events, HK and their group swg.fits (`isdc.dal.rawdata.write_raw_scw`)."""
     plan = sim.plan
-    folder = archive.scw_dir(plan.scw_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    kw = _scw_keywords(plan)
-    events = templates.get("ISGR-EVTS-ALL").table(sim.events, **kw)
-    dt = instrument.dead_time
-    hk = templates.get("ISGR-HK..-CNV").table(sim.hk, HK_CYCLE=HK_CYCLE_S, TAU_EVT=dt.tau_event, TAU_VETO=dt.tau_veto,
-                                                **kw)
     att = sim.attitude
     info = ScwInfo(plan.scw_id, plan.tstart, plan.tstop, att.ra_x, att.dec_x, att.ra_z, att.dec_z, att.posangle,
                    obtstart=sim.obt_start, obtend=sim.obt_stop)
-    swg = PendingFile(archive.swg(plan.scw_id))
-    group = Grouping("GNRL-SCWG-GRP", header=info.header())
-    swg.append(group)
-    files = []
-    for name, table in ((EVENTS_FILE, events), (HK_FILE, hk)):
-        pf = PendingFile(folder / name)
-        pf.append(table)
-        link(group, swg, table, pf, root=archive.root)
-        files.append(pf)
-    for pf in files:
-        pf.write(durable=durable)
-    return swg.write(durable=durable)
+    dt = instrument.dead_time
+    return write_raw_scw(archive, info, sim.events, sim.hk, hk_cycle_s=HK_CYCLE_S, tau_event=dt.tau_event,
+                         tau_veto=dt.tau_veto, durable=durable)
 
 
 def _attitude_table(plans: Sequence[ScwPlan], tc: TimeCorrelation, rev: int) -> object:
