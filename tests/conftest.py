@@ -5,8 +5,15 @@ import string
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 from isdc.dal.fitsfile import native_dtype
+
+# CI runs every property test on the same (derandomized) examples, so a run is reproducible
+# and a red CI run points at a real regression; developers' runs explore new random examples.
+settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

@@ -805,6 +805,9 @@ class FitsFile:
                     if len(chunks) > 10000:
                         raise FitsError(f"{self.path}: HDU {len(hdus)} header has no END card")
                 text = b"".join(chunks)
+                bad = _bad_card(text)
+                if bad is not None:
+                    raise FitsError(f"{self.path}: HDU {len(hdus)}: {bad}")
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
@@ -825,7 +828,7 @@ class FitsFile:
                 try:
                     info.extver
                 except _BAD_VALUE as exc:
-                    raise FitsError(f"{self.path}: HDU {len(hdus)}: EXTVER {h.get('EXTVER')!r} is not an integer") from exc
+                    raise FitsError(f"{self.path}: HDU {len(hdus)}: EXTVER is not an integer") from exc
                 if off + dsize > size:
                     raise FitsError(
                         f"{self.path}: truncated: HDU {len(hdus)} ({info.extname}) declares {dsize} data bytes, "
@@ -975,6 +978,39 @@ class FitsFile:
         return Table(cols, info.header.copy(), [s for s in specs if s.name in want])
 
 
+_NUM = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[EeDd][+-]?\d+)?"
+_VALUE_RE = re.compile(
+    rb"^ *(?:'(?:[^']|'')*' *|[TF] *|" + _NUM.encode() + rb" *|\( *" + _NUM.encode() + rb" *, *" + _NUM.encode()
+    + rb" *\) *|)(?:/.*)?$"
+)
+_KEY_RE = re.compile(rb"^[A-Z0-9_-]{0,8} *$")
+
+
+def _bad_card(text: bytes) -> str | None:
+    """The first card of a header that breaks the FITS rules astropy relies on, or None.
+
+    Checked with regular expressions (fast: astropy parses values lazily and would raise
+    VerifyError much later, in whatever code reads the value): printable ASCII only; an
+    8-character keyword of A-Z 0-9 _ -; a value after '= ' that is a string, a logical, an
+    integer, a real, a complex number or empty, followed by an optional comment.
+    """
+    if any(c < 32 or c > 126 for c in text):
+        return "header holds bytes that are not printable ASCII"
+    for i in range(0, len(text), CARD):
+        card = text[i : i + CARD]
+        key = card[:8]
+        if key == b"END     ":
+            break
+        if key.startswith(b"HIERARCH") or key in (b"COMMENT ", b"HISTORY ", b"        ", b"CONTINUE"):
+            continue
+        if not _KEY_RE.match(key):
+            return f"card {i // CARD + 1}: invalid keyword {key.decode('ascii', 'replace')!r}"
+        if card[8:10] == b"= " and not _VALUE_RE.match(card[10:]):
+            value = card[10:].split(b"/", 1)[0].decode().strip()[:40]
+            return f"card {i // CARD + 1} ({key.decode().strip()}): unparsable value {value!r}"
+    return None
+
+
 def _has_end(block: bytes) -> bool:
     for i in range(0, BLOCK, CARD):
         if block[i : i + 8] == b"END     ":
@@ -996,9 +1032,18 @@ def table_specs(h: fits.Header) -> list[ColumnSpec]:
                 raise FitsError(f"column {i}: bad TDIM{i} {tdim!r}") from exc
         name = str(h.get(f"TTYPE{i}", f"COL{i}")).strip()
         unit = h.get(f"TUNIT{i}")
+        tnull = h.get(f"TNULL{i}")
+        if tnull is not None and (not isinstance(tnull, int) or isinstance(tnull, bool)):
+            raise FitsError(f"column {i} ({name}): TNULL{i} {tnull!r} is not an integer")
+        scale = []
+        for key in (f"TZERO{i}", f"TSCAL{i}"):
+            v = h.get(key)
+            if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v)):
+                raise FitsError(f"column {i} ({name}): {key} {v!r} is not a finite number")
+            scale.append(v)
         specs.append(ColumnSpec(
             name, tform.strip(), str(unit).strip() if unit is not None else None, h.comments[f"TTYPE{i}"] if f"TTYPE{i}" in h else None,
-            h.get(f"TNULL{i}"), h.get(f"TZERO{i}"), h.get(f"TSCAL{i}"), tdim or None,
+            tnull, scale[0], scale[1], tdim or None,
         ))
     return specs
 

@@ -44,7 +44,10 @@ def sky_image_sets(hdus, where: str = "") -> list[SkyImageSet]:
         h = hdu.header
         if not isinstance(hdu, Image) or "IMATYPE" not in h or hdu.data is None or np.ndim(hdu.data) != 2:
             continue
-        key = (float(h.get("E_MIN", 0.0)), float(h.get("E_MAX", 0.0)))
+        try:
+            key = (float(h.get("E_MIN", 0.0)), float(h.get("E_MAX", 0.0)))
+        except (TypeError, ValueError) as exc:
+            raise FitsError(f"{where}: HDU {i}: E_MIN/E_MAX are not numbers: {exc}") from exc
         s = sets.setdefault(key, SkyImageSet(key[0], key[1], extname=hdu.name))
         imatype = str(h["IMATYPE"]).strip().upper()
         if imatype in s.maps:
