@@ -66,7 +66,8 @@ class Product:
     def empty(cls, reason: str, **keywords) -> "Product":
         img = Image()
         img.header["NOWORK"] = (True, "no work: explicit empty product")
-        img.header["NOWORKR"] = (reason[:68], "why there was nothing to do")
+        # The whole reason, however long (CONTINUE cards), and no comment to overflow a card.
+        img.header["NOWORKR"] = reason
         for k, v in keywords.items():
             img.header[k] = v
         return cls([img])
