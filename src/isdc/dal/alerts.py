@@ -170,6 +170,9 @@ class AlertStore:
         aid = alert.id
         jpath, xpath = self._path(aid, ".json"), self._path(aid, ".xml")
         if jpath.exists() and xpath.exists():
+            # a crash after the XML and before the outbox entry must not lose the delivery
+            if self.deliver and not (self.folder / "sent" / aid).exists() and not (self.folder / "outbox" / aid).exists():
+                atomic_write_bytes(self.folder / "outbox" / aid, b"")
             return False
         created = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
         if not jpath.exists():

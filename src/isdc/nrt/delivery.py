@@ -43,3 +43,46 @@ def deliver_pending(store: AlertStore, url: str, *, timeout_s: float = 5.0, atte
             if k + 1 < attempts:
                 time.sleep(backoff_s * 2**k)
     return delivered, len(store.outbox())
+
+
+class Deliverer:
+    """Delivers the outbox in a background thread: at start, when `wake()` is called (a new
+    alert), and every `interval_s` (retries of an unreachable endpoint), until `stop()`."""
+
+    def __init__(self, store: AlertStore, url: str, *, timeout_s: float = 5.0, attempts: int = 3,
+                 backoff_s: float = 1.0, interval_s: float = 30.0):
+        import threading
+
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"alert endpoint must be an http(s) URL, got {url!r}")
+        self.store, self.url = store, url
+        self.kw = dict(timeout_s=timeout_s, attempts=attempts, backoff_s=backoff_s)
+        self.interval_s = interval_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="alert-delivery", daemon=True)
+        self.delivered = 0
+
+    def start(self) -> "Deliverer":
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                n, left = deliver_pending(self.store, self.url, **self.kw)
+                self.delivered += n
+                if n or left:
+                    log.info("alert delivery: %d delivered, %d pending", n, left)
+            except Exception as exc:  # the thread must survive anything; the outbox keeps the alerts
+                log.error("alert delivery to %s failed: %s", self.url, exc)
+            self._wake.wait(self.interval_s)
