@@ -28,7 +28,7 @@ import hashlib
 import json
 import logging
 import os
-import socket
+import resource
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 import luigi
 
 from isdc import __version__
-from isdc.dal import quarantine
+from isdc.dal import quarantine, runlog
 from isdc.dal.archive import Archive, ArchiveError, ScwInfo, read_scw_info
 from isdc.dal.icindex import ICError, ic_index_for
 from isdc.dal.fitsfile import FitsError, FitsFile
@@ -182,6 +182,19 @@ def _verify_file(path: Path) -> tuple[bool, str | None, str]:
     return result
 
 
+def _written(path: Path, fingerprint: str) -> None:
+    """Remember a product this process has just written as whole: `write_fits` computed its
+    checksums from the bytes it wrote, so reading the file back to verify them (luigi asks
+    for the completeness of a task's inputs before running it) would only repeat that."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return
+    if len(_VERIFIED) > 50000:
+        _VERIFIED.clear()
+    _VERIFIED[(str(path), st.st_mtime_ns, st.st_size, st.st_ino)] = (True, fingerprint, "")
+
+
 class ProductTarget(luigi.Target):
     """A product file that is complete only when whole and made with the expected fingerprint."""
 
@@ -206,6 +219,22 @@ class ProductTarget(luigi.Target):
 
     def __repr__(self):
         return f"ProductTarget({str(self.path)!r})"
+
+
+# --------------------------------------------------------------------------- run log
+
+def _log_run(task: "IsdcTask", outcome: str, t0: float, t1: float, cpu_s: float, times: dict) -> None:
+    """One line in the host's run log (isdc.dal.runlog): who ran the task, when, how long it
+    read, computed and wrote, and the process's peak memory so far."""
+    try:
+        data_id = task.data_id()
+    except Exception:  # a bad ID is the task's error to report, not the log's
+        data_id = ""
+    runlog.append(task.outdir, {
+        "task": task.task_family, "data_id": data_id, "task_id": task.task_id, "host": runlog.HOST,
+        "pid": os.getpid(), "start": round(t0, 6), "stop": round(t1, 6), "seconds": round(t1 - t0, 6),
+        "cpu_s": round(cpu_s, 6), "maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "outcome": outcome, **{k: round(v, 6) for k, v in times.items()}})
 
 
 # --------------------------------------------------------------------------- memos
@@ -375,30 +404,48 @@ class IsdcTask(luigi.Task):
 
     def run(self):
         started = _dt.datetime.now(_dt.timezone.utc)
-        fp = self.fingerprint()
-        qdir = Path(self.outdir) / "quarantine"
-        rec = quarantine.find(qdir, self.quarantine_key(), self.task_family)
-        if rec is not None and rec.get("fingerprint") == fp:
-            raise PermanentError(f"{self.data_id()} is quarantined: {rec.get('reason')}")
+        t0, cpu0 = time.time(), time.process_time()
+        times = {"read_s": 0.0, "process_s": 0.0, "write_s": 0.0}
+        outcome = "failed"
         try:
-            inputs, outputs = self._attempt()
-        except PermanentError as exc:
-            quarantine.record(qdir, self.quarantine_key(), self.task_family, str(exc), fp)
-            log.error("quarantined %s (%s): %s", self.data_id(), self.task_family, exc)
-            raise
-        finished = _dt.datetime.now(_dt.timezone.utc)
-        self._write(inputs, outputs, fp, started, finished)
-        if rec is not None:
-            quarantine.clear(qdir, self.quarantine_key(), self.task_family)
+            fp = self.fingerprint()
+            qdir = Path(self.outdir) / "quarantine"
+            rec = quarantine.find(qdir, self.quarantine_key(), self.task_family)
+            if rec is not None and rec.get("fingerprint") == fp:
+                outcome = "quarantined"
+                raise PermanentError(f"{self.data_id()} is quarantined: {rec.get('reason')}")
+            try:
+                inputs, outputs = self._attempt(times)
+            except PermanentError as exc:
+                outcome = "quarantined"
+                quarantine.record(qdir, self.quarantine_key(), self.task_family, str(exc), fp)
+                log.error("quarantined %s (%s): %s", self.data_id(), self.task_family, exc)
+                raise
+            finished = _dt.datetime.now(_dt.timezone.utc)
+            w0 = time.perf_counter()
+            self._write(inputs, outputs, fp, started, finished)
+            times["write_s"] = time.perf_counter() - w0
+            if rec is not None:
+                quarantine.clear(qdir, self.quarantine_key(), self.task_family)
+            outcome = "nowork" if all(p.nowork for p in outputs.values()) else "done"
+        finally:
+            _log_run(self, outcome, t0, time.time(), time.process_time() - cpu0, times)
 
-    def _attempt(self) -> tuple[dict[str, Product], dict[str, Product]]:
+    def _attempt(self, times: dict | None = None) -> tuple[dict[str, Product], dict[str, Product]]:
+        times = times if times is not None else {}
         for attempt in range(RETRIES + 1):
             try:
+                t0 = time.perf_counter()
                 inputs = self.read_inputs()
+                t1 = time.perf_counter()
+                times["read_s"] = times.get("read_s", 0.0) + t1 - t0
                 empty = [p for p in inputs.values() if p.nowork]
                 if empty and self.nowork_propagates:
                     raise NoWork(f"input has no work: {empty[0].nowork_reason}")
-                outputs = self.process(inputs)
+                try:
+                    outputs = self.process(inputs)
+                finally:
+                    times["process_s"] = times.get("process_s", 0.0) + time.perf_counter() - t1
                 missing = set(self.outputs) - set(outputs)
                 if missing:
                     raise RuntimeError(f"{self.task_family}.process() did not return {sorted(missing)}")
@@ -425,7 +472,7 @@ class IsdcTask(luigi.Task):
             h["CREATOR"] = (creator, "task that made this product")
             h["ISDCVERS"] = (__version__, "isdc software version")
             h["CONFDIGS"] = (canonical_digest(self.config_subset()), "digest of the configuration used")
-            h["HOSTNAME"] = (socket.gethostname()[:68], "host that made this product")
+            h["HOSTNAME"] = (runlog.HOST[:68], "host that made this product")
             h["PRVSTART"] = (started.strftime("%Y-%m-%dT%H:%M:%S"), "processing start (UTC)")
             h["PRVSTOP"] = (finished.strftime("%Y-%m-%dT%H:%M:%S"), "processing end (UTC)")
             if not any(getattr(x, "name", "") == "GNRL-PROV-HIS" for x in product.hdus):
@@ -439,6 +486,7 @@ class IsdcTask(luigi.Task):
             path = self.dataset_path(self.outputs[local])
             path.parent.mkdir(parents=True, exist_ok=True)
             product.write(path)
+            _written(path, fp)
 
     def group_file(self) -> str | None:
         """File name (in the product's folder) of the group its HDUs belong to, or None."""

@@ -17,6 +17,7 @@ from astropy.io import fits
 
 from isdc.dal.archive import Archive, ArchiveError, build_scw_index, read_scw_index, select_scws
 from isdc.dal.catalog import read_catalog
+from isdc.dal.fitsfile import FitsFile
 from isdc.dal.grouping import Grouping, PendingFile, link, link_existing
 from isdc.dal.products import Product
 from isdc.dal.skyimages import sky_image_hdus, sky_image_sets
@@ -176,9 +177,16 @@ class ObsGroup(ObsTask):
 def _link_members(group: Grouping, pf: PendingFile, prod: Product, root: str, aux: dict) -> None:
     """List every data HDU of a product (not its provenance or own groupings) in `group`;
     the framework wrote their back-pointers to this group's file."""
+    opened = []  # the product's file is scanned once, not once per HDU
+
+    def opener(path):
+        if not opened:
+            opened.append(FitsFile(path))
+        return opened[0]
+
     for i, hdu in enumerate(prod.hdus[1:], start=1):
         if hdu.name not in ("GNRL-PROV-HIS", "GROUPING"):
-            link_existing(group, pf, prod.path, i, root=root, aux=aux)
+            link_existing(group, pf, prod.path, i, root=root, aux=aux, opener=opener)
 
 
 def scw_tasks(archive: str, outdir: str, scws: list[ScwId], config: dict) -> list[luigi.Task]:
