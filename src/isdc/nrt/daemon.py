@@ -118,6 +118,7 @@ class Daemon:
         self.state: NrtState | None = None
         self.ingest: Ingest | None = None
         self._mutex = threading.RLock()
+        self._scw_tree = threading.Lock()
         self._stop = threading.Event()
         self._open: dict[str, _Open] = {}
         self._aux: dict[int, RevolutionAux | None] = {}
@@ -380,13 +381,14 @@ class Daemon:
             self._publish(failure_alert(str(scw), utc_now()[:-1], "preparation", str(exc)), scw=str(scw))
             return True
         dt = DeadTimeModel()
-        write_raw_scw(self.archive, prep.info, prep.events, prep.hk, hk_cycle_s=HK_CYCLE_S, tau_event=dt.tau_event,
-                      tau_veto=dt.tau_veto, durable=self.durable)
         d = rep.to_dict()
         if self.ingest.synthesised(swid):
             d["notes"].append("window from the revolution plan: neither ScW mark was received")
         d["late_packets"] = self.ingest.late_by_scw.get(swid, 0)
-        write_telemetry_report(self.archive, scw, d, durable=self.durable)
+        with self._scw_tree:  # the ScW index is not rebuilt while a ScW folder is half written
+            write_raw_scw(self.archive, prep.info, prep.events, prep.hk, hk_cycle_s=HK_CYCLE_S,
+                          tau_event=dt.tau_event, tau_veto=dt.tau_veto, durable=self.durable)
+            write_telemetry_report(self.archive, scw, d, durable=self.durable)
         time_utc = str(ijd_to_isot(prep.info.tstart, precision=3))
         expected = None if any(r.expected is None for r in rep.apids.values()) else \
             sum(r.expected for r in rep.apids.values())
@@ -473,7 +475,8 @@ class Daemon:
         self._finish(rec, "done", "", alerts, memory)
         try:
             update_results_index(self.archive)
-            build_scw_index(self.archive)
+            with self._scw_tree:
+                build_scw_index(self.archive)
         except (ArchiveError, FitsError, OSError) as exc:
             event(log, "index_update_failed", severity=logging.WARNING, scw=rec.scw, reason=str(exc))
 
@@ -490,7 +493,8 @@ class Daemon:
         rows = [{k: t[k][i] for k in t.columns} for i in range(len(t))]
         with self._mutex:
             memory = self.state.sources
-        alerts, memory = self.sources.evaluate(memory, rec.scw, time_utc, rows, self._catalog_rows())
+        bursts = [(a.ra, a.dec, a.error_arcmin or 0.0) for a in self._alerts_of(rec.scw, "GRB") if a.ra is not None]
+        alerts, memory = self.sources.evaluate(memory, rec.scw, time_utc, rows, self._catalog_rows(), bursts)
         return alerts, memory
 
     def _catalog_rows(self) -> dict[str, dict]:

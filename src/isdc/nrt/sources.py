@@ -80,13 +80,15 @@ class SourceMonitor:
     def __init__(self, settings: SourceAlertSettings = SourceAlertSettings()):
         self.s = settings
 
-    def evaluate(self, memory: dict, scw: str, time_utc: str, rows: list[dict],
-                 catalog: dict[str, dict]) -> tuple[list[Alert], dict]:
+    def evaluate(self, memory: dict, scw: str, time_utc: str, rows: list[dict], catalog: dict[str, dict],
+                 bursts: list[tuple[float, float, float]] = ()) -> tuple[list[Alert], dict]:
         """Alerts raised by one ScW's source list, and the memory after it.
 
         memory : the previous memory (not modified). scw : ScW ID. time_utc : ISO time of the
         ScW (the alerts' time). rows : source-list rows (dicts of the ISGR-SRCL-RES columns).
-        catalog : catalogue rows by NAME (dicts with ISGR_FLUX_1/2).
+        catalog : catalogue rows by NAME (dicts with ISGR_FLUX_1/2). bursts : (ra, dec, error
+        radius [arcmin]) of the bursts alerted in this ScW: a bright burst images in the ScW as
+        an unidentified source, which is that burst, not a new source.
         """
         mem = copy.deepcopy(memory) if memory else {}
         mem.setdefault("new_sources", [])
@@ -94,12 +96,19 @@ class SourceMonitor:
         alerts = []
         for row in rows:
             if int(row.get("NEW_SOURCE", 0)):
+                if self._is_burst(row, bursts):
+                    continue
                 a = self._new_source(mem, scw, time_utc, row)
             else:
                 a = self._flare(mem, scw, time_utc, row, catalog.get(str(row["NAME"]).strip()))
             if a is not None:
                 alerts.append(a)
         return alerts, mem
+
+    def _is_burst(self, row: dict, bursts) -> bool:
+        ra, dec, err = float(row["RA_FIN"]), float(row["DEC_FIN"]), float(row["ERR_RAD"]) * 60.0
+        return any(_sep_arcmin(ra, dec, b_ra, b_dec) <= max(self.s.match_arcmin, 3.0 * max(err, b_err))
+                   for b_ra, b_dec, b_err in bursts)
 
     def _new_source(self, mem: dict, scw: str, time_utc: str, row: dict) -> Alert | None:
         sig = float(row["DETSIG"])
