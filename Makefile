@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench validation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+validation: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,docs]'
+	cd benchmarks && ../$(BIN)/python validation.py
 
 clean:
 	rm -rf $(VENV) demo-archive .pytest_cache

@@ -7,14 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-from isdc.dal.fitsfile import Image
-from isdc.dal.ogip import arf_table, rmf_tables, spectrum_tables
-from isdc.dal.products import write_product
-from isdc.instruments.isgri.detector_model import BackgroundModel
-from isdc.instruments.isgri.geometry import isgri_geometry
-from isdc.instruments.isgri.response import IsgriResponse
-from isdc.instruments.isgri.spectra import fit_cube, grouped_response, source_responses, standard_grouping
 from isdc.sim.spectra import CRAB
+from isdc.sim.synthetic import spectrum_files
 
 try:
     with warnings.catch_warnings():
@@ -40,32 +34,7 @@ LIVE = 0.774
 def crab_files(tmp_path_factory):
     """PHA (type II + I), RMF and ARF of a Crab 2.3 deg off axis with the simulator's background,
     extracted channel by channel with the SPE algorithm from PIF + Poisson shadowgrams."""
-    g = isgri_geometry()
-    resp = IsgriResponse.default()
-    grouping = standard_grouping(resp.e_min, resp.e_max)
-    gr = grouped_response(resp, grouping)
-    bm = BackgroundModel.default(resp)
-    bmap = g.to_gapped(np.asarray(bm.spatial_map))
-    w = (bmap > 0) * LIVE
-    bmap = bmap / bmap.sum() * g.n_pixels
-    pt = g.pixel_tan
-    r = source_responses([12.3 * pt], [-27.6 * pt])
-    crab = gr.fold(CRAB.photon_flux(gr.energ_lo, gr.energ_hi))
-    bkg = np.add.reduceat(bm.spectrum, grouping.first)
-    mu = crab[:, None, None] * REVOLUTION_S * w * r[0] + (bkg[:, None, None] * REVOLUTION_S * LIVE / g.n_pixels) * bmap
-    cube = np.random.default_rng(2101).poisson(mu).astype(float)
-    res = fit_cube(cube, w, REVOLUTION_S, r, bmap * w)
-    d = tmp_path_factory.mktemp("spe")
-    kw = dict(EXPOSURE=REVOLUTION_S * LIVE, ONTIME=REVOLUTION_S, DEADC=LIVE, TSTART=3000.0, TSTOP=3002.3, REVOL=665,
-              SWID="066500010010", RESPFILE="isgri_rmf.fits", ANCRFILE="isgri_arf.fits")
-    src = [dict(NAME="Crab", SOURCEID="J053432.0+220052", RA_OBJ=83.633, DEC_OBJ=22.0145)]
-    write_product(d / "isgri_spectrum.fits", [Image()] + spectrum_tables(res.rates, res.errors, (~res.good).astype(int),
-                                                                          src, **kw))
-    write_product(d / "isgri_rmf.fits", [Image()] + rmf_tables(gr.energ_lo, gr.energ_hi, gr.matrix, gr.e_min,
-                                                               gr.e_max, RSPFILE="isgr_rmf_rsp_0001.fits", RSPVERS=1))
-    write_product(d / "isgri_arf.fits", [Image(), arf_table(gr.energ_lo, gr.energ_hi, gr.specresp,
-                                                            RSPFILE="isgr_rmf_rsp_0001.fits", RSPVERS=1)])
-    return d
+    return spectrum_files(CRAB, tmp_path_factory.mktemp("spe"), exposure_s=REVOLUTION_S, live=LIVE)
 
 
 def fit_powerlaw(pha):
