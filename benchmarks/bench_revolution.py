@@ -161,6 +161,14 @@ def union_seconds(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
+def busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (/proc/stat, all cores)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def spawn(cmd: list[str], logdir: Path) -> tuple[subprocess.Popen, TreeMemory]:
     """Start `cmd` with stdout/stderr to files in `logdir`, and a memory sampler on its tree."""
     n = len(list(logdir.glob("*.out")))
@@ -170,13 +178,14 @@ def spawn(cmd: list[str], logdir: Path) -> tuple[subprocess.Popen, TreeMemory]:
     return proc, mem
 
 
-def reap(proc: subprocess.Popen, mem: TreeMemory) -> tuple[int, float]:
-    """Wait for `proc`; (exit code, its peak RSS in MB over it and every descendant it reaped)."""
+def reap(proc: subprocess.Popen, mem: TreeMemory) -> tuple[int, float, float]:
+    """Wait for `proc`: (exit code, its peak RSS in MB over it and every descendant it
+    reaped, the CPU seconds of them all)."""
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     mem.stop.set()
     mem.join()
-    return proc.returncode, usage.ru_maxrss / 1024
+    return proc.returncode, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def run_cons(archive: Path, revolution: int, workers: int, logdir: Path) -> dict:
@@ -185,15 +194,15 @@ def run_cons(archive: Path, revolution: int, workers: int, logdir: Path) -> dict
     shutil.rmtree(outdir, ignore_errors=True)
     cmd = [sys.executable, "-m", "isdc.cli", "cons", "--archive", str(archive), "--revolution", str(revolution),
            "--workers", str(workers), "--no-progress"]
-    t0 = time.time()
+    t0, b0 = time.time(), busy_seconds()
     proc, mem = spawn(cmd, logdir)
-    code, rusage_mb = reap(proc, mem)
-    wall = time.time() - t0
+    code, rusage_mb, cpu = reap(proc, mem)
+    wall, busy = time.time() - t0, busy_seconds() - b0
     if code != 0:
         sys.exit(f"isdc-run cons --workers {workers} exited {code}; see {logdir}")
     return {"workers": workers, "wall": wall, "t0": t0, "t1": t0 + wall, "outdir": outdir,
             "runs": runlog.read(outdir), "hwm_mb": max(mem.hwm_kb.values(), default=0) / 1024,
-            "sum_rss_mb": mem.max_sum_kb / 1024, "rusage_mb": rusage_mb}
+            "sum_rss_mb": mem.max_sum_kb / 1024, "rusage_mb": rusage_mb, "cpu": cpu, "others": busy - cpu}
 
 
 def product_datasums(outdir: Path) -> dict[str, list[str]]:
@@ -213,8 +222,11 @@ def report(res: dict) -> dict:
     first = min(r["start"] for r in runs) - res["t0"]
     last = res["t1"] - max(r["stop"] for r in runs)
     rss_run = max(r["maxrss_mb"] for r in runs)
-    print(f"\n--- isdc-run cons --workers {k}: wall {wall:.1f} s, {len(runs)} task runs "
+    print(f"\n--- isdc-run cons --workers {k}: wall {wall:.1f} s, CPU {res['cpu']:.1f} s, {len(runs)} task runs "
           f"({len({r['task_id'] for r in runs})} distinct), {len({r['pid'] for r in runs})} processes ran tasks")
+    others = res["others"] / wall
+    print(f"other processes on the machine meanwhile: {others:.2f} cores on average"
+          + ("  ** the machine was not idle: figures are pessimistic **" if others > 0.1 else ""))
     by = defaultdict(lambda: defaultdict(float))
     order = []
     for r in runs:
@@ -331,12 +343,12 @@ def run_luigid(archive: Path, revolution: int, logdir: Path) -> dict:
         shutil.rmtree(outdir, ignore_errors=True)
         cmd = [sys.executable, "-m", "isdc.cli", "cons", "--archive", str(archive), "--revolution", str(revolution),
                "--no-progress", "--scheduler-host", "127.0.0.1", "--scheduler-port", str(port)]
-        t0 = time.time()
+        t0, b0 = time.time(), busy_seconds()
         started = [spawn(cmd, logdir) for _ in range(2)]
         reaped = [reap(p, m) for p, m in started]
-        wall = time.time() - t0
-        if any(code for code, _ in reaped):
-            sys.exit(f"luigid workers exited {[c for c, _ in reaped]}; see {logdir}")
+        wall, busy = time.time() - t0, busy_seconds() - b0
+        if any(code for code, _, _ in reaped):
+            sys.exit(f"luigid workers exited {[c for c, _, _ in reaped]}; see {logdir}")
     finally:
         daemon.terminate()
         daemon.wait(timeout=10)
@@ -345,7 +357,9 @@ def run_luigid(archive: Path, revolution: int, logdir: Path) -> dict:
     mems = [m for _, m in started]
     res = {"workers": 2, "wall": wall, "t0": t0, "t1": t0 + wall, "runs": runs,
            "hwm_mb": max(max(m.hwm_kb.values(), default=0) for m in mems) / 1024,
-           "sum_rss_mb": sum(m.max_sum_kb for m in mems) / 1024, "rusage_mb": max(mb for _, mb in reaped)}
+           "sum_rss_mb": sum(m.max_sum_kb for m in mems) / 1024, "rusage_mb": max(mb for _, mb, _ in reaped),
+           "cpu": sum(c for _, _, c in reaped)}
+    res["others"] = busy - res["cpu"]  # luigid's own CPU counts as other load
     print("\n(two isdc-run processes, one worker each, sharing luigid)")
     out = report(res)
     dup = len(runs) - len({r["task_id"] for r in runs})

@@ -116,6 +116,10 @@ class ObsMosaic(ObsTask):
 
     outputs = {"mosaic": "isgri_obs_mosaic", "srcl": "isgri_obs_srcl"}
     config_keys = ("isgri.ima.detection_threshold", "catalog")
+    # luigi gives a task's priority to everything upstream of it: every ScW's chain up to IMA
+    # runs before any SPE/LCR, so that the mosaic (the one long task at the end, ~8 s for 52
+    # ScWs) runs beside the spectra and light curves instead of alone after them.
+    priority = 10
 
     @property
     def scw_inputs(self):
