@@ -13,8 +13,8 @@ Two stages, as IBAS did (Mereghetti et al. 2003, A&A 411, L291):
    removes the steady sky. The brightest point source in the partially coded field is
    fitted with the PSF; a burst is *alerted* above `alert_threshold` (8 sigma) and
    reported as *weak* above `weak_threshold` (6.5 sigma). Pixels that are far brighter
-   during the burst interval than the Poisson expectation (noisy pixels) are masked so they
-   cannot mimic a burst. A rate increase that does not image as a point source (background
+   during the burst interval than the Poisson expectation, or far brighter than the mean
+   pixel in the background window (noisy pixels), are masked so they cannot mimic a burst. A rate increase that does not image as a point source (background
    variation, noisy pixel) is not a burst.
 
 Pure numpy/scipy: events in, candidates and locations out; the NRT daemon keeps the
@@ -227,6 +227,10 @@ def localise_burst(decoder: Decoder, times: np.ndarray, z_gapped: np.ndarray, y_
     live = w > 0
     expect = d_0 * (tb / t0) + max(d_b[live].sum() - d_0[live].sum() * tb / t0, 0.0) / max(live.sum(), 1) * 2
     noisy = live & (poisson_sigma(d_b, np.maximum(expect, 0.5)) > params.noisy_pixel_sigma) & (d_b >= 5)
+    # ... and those noisy in the background window (a pixel lit there only would image as a
+    # negative mask pattern in the difference, with positive spikes of ~8 sigma)
+    mean_0 = max(float(d_0[live].sum()) / max(int(live.sum()), 1), 0.5)
+    noisy |= live & (poisson_sigma(d_0, mean_0) > params.noisy_pixel_sigma) & (d_0 >= 5)
     w[noisy] = 0.0
     img_b = decoder.decode(d_b, w, tb)
     img_0 = decoder.decode(d_0, w, t0)
