@@ -117,3 +117,12 @@ def separation_arcmin(ra1, dec1, ra2, dec2) -> float:
     r1, d1, r2, d2 = map(np.radians, (ra1, dec1, ra2, dec2))
     c = np.sin(d1) * np.sin(d2) + np.cos(d1) * np.cos(d2) * np.cos(r1 - r2)
     return float(np.degrees(np.arccos(np.clip(c, -1, 1))) * 60)
+
+
+def event_key(ev, ob0: int) -> np.ndarray:
+    """One integer per event (< 2**63 for a ScW of up to 4 h after `ob0`): OBT on the 64-tick
+    grid, pixel, pulse height (11 bits) and rise time (8 bits)."""
+    k = (np.asarray(ev["OB_TIME"], np.int64) - ob0) // 64
+    for col, bits in (("ISGRI_Z", 7), ("ISGRI_Y", 7), ("ISGRI_PHA", 11), ("RISE_TIME", 8)):
+        k = (k << bits) + np.asarray(ev[col], np.int64)
+    return k
