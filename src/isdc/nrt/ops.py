@@ -35,7 +35,7 @@ def hk_alerts(scw: str, time_utc: str, hk: dict[str, np.ndarray], s: OpsSettings
         if not bad.any():
             continue
         modules = sorted({int(m) for m in np.flatnonzero(bad.any(axis=0))})
-        worst = float(v[bad].max() if col == "MDU_TEMP" else np.abs(v[bad]).min())
+        worst = float(v[bad].max() if col == "MDU_TEMP" else v[bad][np.argmin(np.abs(v[bad]))])
         out.append(Alert("OPS", time_utc, scw, f"HK {col}", level="warning",
                          text=f"ISGRI {col} {what} in {int(bad.any(axis=1).sum())} of {v.shape[0]} HK cycles, "
                               f"modules {modules}; worst {worst:.3g} {unit}",

@@ -58,13 +58,11 @@ def expected_rate(catalog_row: dict, e_min: float, e_max: float) -> float | None
 
 def iau_name(ra: float, dec: float) -> str:
     """INTEGRAL-style name of a new source: IGR JHHMMm+DDMM (RA minutes to 0.1, truncated)."""
-    h = (ra % 360.0) / 15.0
-    hh = int(h)
-    mm10 = int((h - hh) * 600.0)
+    # truncated as the name convention wants, after rounding away binary noise (17.76 h is 17h 45.6m)
+    tenths = int(np.floor(round((ra % 360.0) / 15.0 * 600.0, 6)))
+    hh, mm10 = divmod(tenths, 600)
     sign = "+" if dec >= 0 else "-"
-    d = abs(dec)
-    dd = int(d)
-    dm = int((d - dd) * 60.0)
+    dd, dm = divmod(int(np.floor(round(abs(dec) * 60.0, 6))), 60)
     return f"IGR J{hh:02d}{mm10:03d}{sign}{dd:02d}{dm:02d}"
 
 
