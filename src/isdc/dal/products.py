@@ -1,14 +1,40 @@
-"""Reading and writing products: FITS I/O with template validation on both sides."""
+"""Reading and writing products: FITS I/O with template validation on both sides.
+
+A product read through `ProductFile` (`open_product`, `Product.read`) is checked whole as
+well: the DATASUM/CHECKSUM of each HDU whose data are read must verify, so a damaged file
+(a flipped bit on disk, an edit) is a FitsError naming file and HDU, not wrong numbers.
+What this process wrote, or already verified unchanged (same path, inode, size and
+modification time), is not read twice for that.
+"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 from typing import Sequence
 
-from isdc.dal.fitsfile import FitsError, FitsFile, Image, Table, write_fits
+from isdc.dal.fitsfile import FitsError, FitsFile, HDUInfo, Image, Table, write_fits
 from isdc.dal.templates import validate_hdu
 
 __all__ = ["write_product", "open_product", "ProductFile", "Product"]
+
+# (path, mtime_ns, size, inode) of files whose HDUs' checksums are known good -> HDU indices
+_WHOLE: dict[tuple, set[int]] = {}
+
+
+def _stat_key(path: Path) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _remember(key: tuple | None, indices) -> None:
+    if key is None:
+        return
+    if len(_WHOLE) > 20000:
+        _WHOLE.clear()
+    _WHOLE.setdefault(key, set()).update(indices)
 
 
 def write_product(path: str | os.PathLike, hdus: Sequence[Table | Image], *, durable: bool = True) -> Path:
@@ -16,20 +42,40 @@ def write_product(path: str | os.PathLike, hdus: Sequence[Table | Image], *, dur
     path = Path(path)
     for i, hdu in enumerate(hdus):
         validate_hdu(hdu, f"{path} HDU {hdu.name or i}")
-    return write_fits(path, hdus, durable=durable)
+    out = write_fits(path, hdus, durable=durable)
+    # the checksums were computed from the bytes just written: reading them back proves nothing
+    n = len(hdus) if hdus and isinstance(hdus[0], Image) else len(hdus) + 1  # write_fits adds a primary
+    _remember(_stat_key(out), range(n))
+    return out
 
 
 class ProductFile(FitsFile):
-    """A FITS file whose tables and images are validated against their templates on read."""
+    """A FITS file whose tables and images are validated against their templates on read,
+    and whose checksums (when present) must verify for every HDU whose data are read."""
+
+    def __init__(self, path: str | os.PathLike):
+        self._key = _stat_key(Path(path))  # before reading: a file replaced meanwhile is checked again
+        super().__init__(path)
+
+    def _check_whole(self, info: HDUInfo) -> None:
+        if self._key is not None and info.index in _WHOLE.get(self._key, ()):
+            return
+        ds, cs = self.verify_checksum(info)
+        if "bad" in (ds, cs):
+            raise FitsError(f"{self.path}: HDU {info.index} ({info.extname}): checksum verification failed "
+                            f"(DATASUM {ds}, CHECKSUM {cs}): the file is damaged")
+        _remember(self._key, (info.index,))
 
     def table(self, ext=1, extver=None, columns=None) -> Table:
         t = super().table(ext, extver, columns)
+        self._check_whole(self.find(ext, extver))
         if columns is None:
             validate_hdu(t, f"{self.path} HDU {t.name}")
         return t
 
     def image(self, ext=0, extver=None) -> Image:
         im = super().image(ext, extver)
+        self._check_whole(self.find(ext, extver))
         validate_hdu(im, f"{self.path} HDU {im.name}")
         return im
 
@@ -52,7 +98,13 @@ class Product:
         self.path = path
 
     @classmethod
-    def read(cls, path: str | os.PathLike, validate: bool = True) -> "Product":
+    def read(cls, path: str | os.PathLike, validate: bool = True, data: bool = True) -> "Product":
+        """The product in `path`. `data=False` reads its headers only (tables without columns,
+        images without data, nothing to validate): for tasks that list or group products."""
+        if not data:
+            f = FitsFile(path)
+            return cls([Table({}, info.header, []) if info.xtension == "BINTABLE" else Image(None, info.header)
+                        for info in f.hdus if info.xtension in ("BINTABLE", "PRIMARY", "IMAGE")], Path(path))
         f = ProductFile(path) if validate else FitsFile(path)
         hdus = []
         for info in f.hdus:

@@ -5,6 +5,12 @@ file system (lines of concurrent worker processes never interleave) but not over
 between hosts, so hosts sharing an output folder never append to the same file. The
 lines say which process ran what, when, and how long it read, computed and wrote: how a
 scaled-out build is checked (every task ran once) and how benchmarks split wall time.
+
+Keys written by the pipeline (`isdc.pipeline.base`): task (family), data_id, task_id, host,
+pid and ppid (a task run in a pool process has the worker process as its parent), start
+and stop (Unix seconds), seconds, cpu_s, read_s, process_s and write_s (reading the inputs,
+the science, writing the outputs), maxrss_mb (the process's peak RSS so far) and outcome
+('done', 'nowork', 'quarantined' or 'failed').
 """
 from __future__ import annotations
 

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import luigi
+from luigi.freezing import FrozenOrderedDict
 
 from isdc import __version__
 from isdc.dal import quarantine, runlog
@@ -87,6 +88,15 @@ class ScwIdParameter(luigi.Parameter):
 
     def normalize(self, x):
         return ScwId.parse(x) if not isinstance(x, ScwId) else x
+
+
+class ConfigParameter(luigi.DictParameter):
+    """The run's configuration (a nested mapping). Every task of a build gets the same one:
+    an already frozen value is taken as it is instead of being frozen again for each of the
+    thousands of task instances a build makes (luigi re-freezes every value it is given)."""
+
+    def normalize(self, value):
+        return value if isinstance(value, FrozenOrderedDict) else super().normalize(value)
 
 
 def canonical_digest(obj: Any, length: int = 16) -> str:
@@ -232,7 +242,7 @@ def _log_run(task: "IsdcTask", outcome: str, t0: float, t1: float, cpu_s: float,
         data_id = ""
     runlog.append(task.outdir, {
         "task": task.task_family, "data_id": data_id, "task_id": task.task_id, "host": runlog.HOST,
-        "pid": os.getpid(), "start": round(t0, 6), "stop": round(t1, 6), "seconds": round(t1 - t0, 6),
+        "pid": os.getpid(), "ppid": os.getppid(), "start": round(t0, 6), "stop": round(t1, 6), "seconds": round(t1 - t0, 6),
         "cpu_s": round(cpu_s, 6), "maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "outcome": outcome, **{k: round(v, 6) for k, v in times.items()}})
 
@@ -274,7 +284,7 @@ class IsdcTask(luigi.Task):
 
     archive = luigi.Parameter(description="archive root folder (input data, IC files)")
     outdir = luigi.Parameter(description="output root folder of this run")
-    config = luigi.DictParameter(default={}, description="effective pipeline configuration")
+    config = ConfigParameter(default={}, description="effective pipeline configuration")
 
     inputs: ClassVar[dict[str, str]] = {}
     outputs: ClassVar[dict[str, str]] = {}
@@ -282,6 +292,7 @@ class IsdcTask(luigi.Task):
     config_keys: ClassVar[tuple[str, ...]] = ()
     ic_structures: ClassVar[tuple[tuple[str, str], ...]] = ()  # (instrument, structure)
     nowork_propagates: ClassVar[bool] = True  # an empty input makes this task's outputs empty
+    read_data: ClassVar[bool] = True  # False: process() gets its inputs' headers only (groupings)
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -388,7 +399,7 @@ class IsdcTask(luigi.Task):
             dataset = self.input_dataset(local)
             path = req.dataset_path(dataset) if isinstance(req, IsdcTask) else req.output().path
             try:
-                out[local] = Product.read(path)
+                out[local] = Product.read(path, data=self.read_data)
             except (FitsError, TemplateError, OSError) as exc:
                 if isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS:
                     raise TransientError(f"{self.data_id()}: reading {path}: {exc}") from exc

@@ -74,6 +74,7 @@ class ScwGroup(ScwTask):
 
     outputs = {"group": "isgri_scw_group"}
     config_keys = ("levels",)
+    read_data = False  # it lists the products' HDUs
 
     @property
     def inputs(self):
@@ -146,6 +147,7 @@ class ObsGroup(ObsTask):
 
     outputs = {"group": "isgri_obs_group"}
     scw_inputs = {"scw": "isgri_scw_group"}
+    read_data = False  # it lists the ScW groups and the observation products
     config_keys = ("levels", "obs.mosaic")
 
     @property
@@ -191,6 +193,16 @@ def _link_members(group: Grouping, pf: PendingFile, prod: Product, root: str, au
     for i, hdu in enumerate(prod.hdus[1:], start=1):
         if hdu.name not in ("GNRL-PROV-HIS", "GROUPING"):
             link_existing(group, pf, prod.path, i, root=root, aux=aux, opener=opener)
+
+
+# Options of how a build runs, not of what it makes: kept out of the tasks' parameters, so
+# that worker processes started with different options share one build's task IDs.
+RUN_OPTIONS = ("workers",)
+
+
+def task_config(config: dict) -> dict:
+    """The configuration the tasks of a build get: `config` without RUN_OPTIONS."""
+    return {k: v for k, v in config.items() if k not in RUN_OPTIONS}
 
 
 def scw_tasks(archive: str, outdir: str, scws: list[ScwId], config: dict) -> list[luigi.Task]:
@@ -287,6 +299,7 @@ def run_analysis(archive: str, outdir: str, scws: list[ScwId], config: dict, *, 
     from isdc.pipeline.runner import Progress, run_build
 
     out = Archive(archive).make_output_dir(outdir)
+    config = task_config(config)
     tops = scw_tasks(archive, str(out), scws, config)
     tasks = tops + obs_tasks(archive, str(out), groups or {}, config)
     qdir = out / "quarantine"

@@ -27,6 +27,7 @@ from typing import Iterable, Sequence
 import luigi
 import luigi.configuration
 import luigi.interface
+import luigi.scheduler
 import luigi.worker
 from luigi.task_register import load_task
 from luigi.execution_summary import LuigiStatusCode
@@ -291,6 +292,11 @@ class PoolWorker(luigi.worker.Worker):
 
 
 class _PoolFactory(luigi.interface._WorkerSchedulerFactory):
+    def create_local_scheduler(self):
+        # luigi's local scheduler prunes (walks every task) at every get_work: it forgets
+        # finished tasks of long-lived schedulers, nothing a one-build scheduler needs.
+        return luigi.scheduler.Scheduler(prune_on_get_work=False, record_task_history=False)
+
     def create_worker(self, scheduler, worker_processes, assistant=False):
         if worker_processes > 1:
             return PoolWorker(scheduler=scheduler, worker_processes=worker_processes, assistant=assistant)
