@@ -128,7 +128,8 @@ def main(argv=None) -> int:
     log = work / "nrt.jsonl"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
     proc = subprocess.Popen([sys.executable, "-m", "isdc.cli", "nrt", "--archive", str(archive.root), "--inbox",
-                             str(inbox), "--exit-when-idle", "3", "--log", str(log)], env=env)
+                             str(inbox), "--exit-when-idle", f"{max(3.0, 12.0 / args.speed):g}", "--log", str(log)],
+                            env=env)  # idle: three 4 s chunk periods without telemetry
     while not log.exists() or "daemon_start" not in log.read_text():
         if proc.poll() is not None:
             print("daemon failed to start", file=sys.stderr)

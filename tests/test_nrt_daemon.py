@@ -260,3 +260,46 @@ def test_cons_results_supersede_the_nrt_quicklook(run, tmp_path):
     cur = current_results(arch, p)
     assert str(cur.scw) == p + ".001" and cur.run == "rev0665.001"
     assert all(r.superseded for r in update_results_index(arch) if r.scw.swid == p and r.run == "nrt.000")
+
+
+def test_missing_aux_data_then_a_failing_quicklook_then_a_fixed_restart(tmp_path):
+    """The committed sample: without its NRT auxiliary data the ScWs wait (nothing written,
+    every chunk kept); once delivered they close; a quick-look that cannot read its catalogue
+    quarantines the ScW with an OPS alert, and the next start with a good configuration
+    retries it (the catalogue is in the IMA level's fingerprint)."""
+    from isdc.dal.rawdata import copy_revolution_aux
+    from isdc.ids import CONS, NRT
+    from isdc.sim.feed import archive_scws, emit, read_scw_data
+
+    arch = Archive(tmp_path / "archive")
+    shutil.copytree(nrt_sim.Path(__file__).resolve().parent.parent / "test_data" / "sim" / "archive", arch.root)
+    inbox = Inbox(tmp_path / "inbox")
+    res = emit((read_scw_data(arch, s) for s in archive_scws(arch, 665, CONS)), inbox, 665, seed=2, durable=False)
+    bad = nrt_config(overrides={"nrt.idle_close_s": "0.2", "catalog": str(tmp_path / "missing.fits")})
+    d = Daemon(arch.root, inbox.root, bad, durable=False, background=False)
+    d.run(until=lambda: not d.ingest.pending(), idle_exit_s=0.5)
+    for _ in range(5):
+        d.step()
+    assert all(r.status == "receiving" for r in d.records()) and len(d.records()) == len(res.scws)
+    assert len(inbox.pending()) == len(res.chunks) and not (arch.root / "scw" / "0665" / "066500010010.000").exists()
+    copy_revolution_aux(arch, 665, CONS, NRT, durable=False)  # operations deliver the aux data
+    d.run(idle_exit_s=0.3)
+    d.close()
+    recs = {r.scw: r for r in d.records()}
+    pointings = [s for s in recs if not ScwId.parse(s).is_slew]
+    assert all(recs[s].status == "quarantined" and "missing.fits" in recs[s].reason for s in pointings)
+    assert all(recs[s].status == "done" for s in recs if s not in pointings)
+    ops = [a for a in alerts_in(arch.root) if a.kind == "OPS" and a.subject == "processing"]
+    assert sorted(a.scw for a in ops) == sorted(pointings) and all(a.level == "error" for a in ops)
+    assert not inbox.pending()  # the raw data were written: the chunks could go
+    good = Daemon(arch.root, inbox.root, nrt_config(overrides={"nrt.idle_close_s": "0.2"}), durable=False,
+                  background=False)
+    good.run(idle_exit_s=0.3)
+    good.close()
+    recs = {r.scw: r for r in good.records()}
+    assert all(recs[s].status == "done" and recs[s].attempts == 2 for s in pointings)
+    assert all((arch.root / "obs" / "nrt.000" / "scw" / s / "isgri_srcl_res.fits").is_file() for s in pointings)
+
+
+def alerts_in(archive_root):
+    return AlertStore(archive_root / "nrt" / "alerts").all()

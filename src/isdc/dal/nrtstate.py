@@ -31,7 +31,9 @@ STATE_FORMAT = 1
 STATUSES = ("receiving", "queued", "running", "done", "failed", "quarantined")
 """receiving: telemetry arriving (ScW open); queued: raw data written, quick-look waiting;
 running: quick-look build running; done: quick-look products and alerts written; failed: the
-build failed (retried at the next start); quarantined: bad input, never retried."""
+build failed (retried at the next start); quarantined: bad input (a quick-look quarantine is
+re-submitted at the next start: the pipeline retries it only if its inputs or configuration
+changed; a ScW that could not be prepared stays quarantined)."""
 
 
 class StateError(Exception):
@@ -84,6 +86,7 @@ class ScwRecord:
     hk_rows: int = 0
     gaps: int = 0
     reason: str = ""
+    stage: str = ""  # where a failure or quarantine happened: 'preparation' or 'quick-look'
     alerts: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     attempts: int = 0

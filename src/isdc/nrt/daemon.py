@@ -146,7 +146,8 @@ class Daemon:
             closed = [(r.obt_start, r.obt_end, r.scw) for r in self.state.scws.values() if r.status != "receiving"]
             self.ingest = Ingest(self.inbox, closed, grace_s=self.settings.grace_s, durable=self.durable,
                                  clock=self.clock)
-            requeue = self.state.by_status("queued", "running", "failed")
+            requeue = self.state.by_status("queued", "running", "failed") + [
+                r for r in self.state.by_status("quarantined") if r.stage == "quick-look"]
             for rec in requeue:
                 rec.status = "queued"
             self.state.daemon.update(pid=_pid(), started_utc=utc_now(), inbox=str(self.inbox.root),
@@ -375,7 +376,7 @@ class Daemon:
             prep = prepare_scw(tel, aux)
         except ArchiveError as exc:
             with self._mutex:
-                rec.status, rec.reason = "quarantined", f"preparation: {exc}"
+                rec.status, rec.reason, rec.stage = "quarantined", f"preparation: {exc}", "preparation"
                 rec.closed = closed_at
                 self._commit_close(swid, rec)
             self._publish(failure_alert(str(scw), utc_now()[:-1], "preparation", str(exc)), scw=str(scw))
@@ -519,6 +520,7 @@ class Daemon:
             self._publish(a, scw=rec.scw)
         with self._mutex:
             rec.status, rec.reason, rec.qla_end = status, reason, self.clock()
+            rec.stage = "quick-look" if status in ("failed", "quarantined") else ""
             rec.latency_s = (rec.qla_end - rec.closed) if rec.closed is not None else None
             if memory is not None:
                 self.state.sources = memory
