@@ -167,11 +167,9 @@ def archive_scws_swids(arch):
     return [s.swid for s in archive_scws(arch, REV, CONS)]
 
 
-def test_a_scw_without_marks_is_closed_from_the_revolution_plan(setup):
-    arch, inbox = setup
-    res = feed(arch, inbox)
-    victim = res.scws[2]
-    for name in inbox.pending():  # both marks of one ScW lost in transmission
+def lose_marks(inbox: Inbox, victim: str) -> None:
+    """Remove both ScW marks of `victim` from the chunks (lost in transmission)."""
+    for name in inbox.pending():
         p = inbox.path(name)
         pk = np.frombuffer(p.read_bytes()[16:], np.uint8).reshape(-1, 402)
         h = parse_headers(pk)
@@ -179,6 +177,25 @@ def test_a_scw_without_marks_is_closed_from_the_revolution_plan(setup):
         keep = np.array([s != victim for s in swids])
         if not keep.all():
             p.write_bytes(encode_chunk(pk[keep]))
+
+
+def test_without_marks_or_plan_the_data_are_dropped_once_far_behind(setup):
+    """No mark and no plan: the ScW cannot be known; its packets are held until the stream
+    is `orphan_s` past them, then dropped, so its chunks do not stay in the inbox forever."""
+    arch, inbox = setup
+    res = feed(arch, inbox)
+    lose_marks(inbox, res.scws[1])
+    ing = Ingest(inbox, orphan_s=20.0, durable=False)
+    closed, _ = drain(ing, arch, RevolutionAux.load(arch, REV))
+    assert res.scws[1] not in closed and sorted(closed) == sorted(set(res.scws) - {res.scws[1]})
+    assert not inbox.pending() and ing.held() == 0
+
+
+def test_a_scw_without_marks_is_closed_from_the_revolution_plan(setup):
+    arch, inbox = setup
+    res = feed(arch, inbox)
+    victim = res.scws[2]
+    lose_marks(inbox, victim)
     aux = RevolutionAux.load(arch, REV)
     ing = Ingest(inbox, plan=aux.plan_windows(), durable=False)
     closed, reports = drain(ing, arch, aux)

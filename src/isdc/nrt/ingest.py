@@ -315,12 +315,14 @@ class Ingest:
         inbox: to done/, or to quarantine/ with its problem. Returns (chunk, 'done'|'quarantine')."""
         latest = self.reassembler.latest_obt
         out = []
+        known = None
         for name in sorted(self._holds):
             hold = self._holds[name]
             inside = self.closed.lookup(hold.obt) >= 0
-            if not inside.all() and latest is not None:
+            if not inside.all() and latest is not None and hold.obt.min() < latest - self.orphan_ticks:
                 # valid data in no window long behind the stream: orphans (both marks lost, no plan)
-                orphan = (~inside) & (hold.obt < latest - self.orphan_ticks) & (self._known_windows().lookup(hold.obt) < 0)
+                known = known if known is not None else self._known_windows()
+                orphan = (~inside) & (hold.obt < latest - self.orphan_ticks) & (known.lookup(hold.obt) < 0)
                 if orphan.any():
                     log.warning("%s: %d data packets in no science window %.0f s behind the stream: dropped",
                                 name, int(orphan.sum()), self.orphan_ticks / FRAME_TICKS)

@@ -118,6 +118,7 @@ class _Events:
         self.y = np.zeros(1024, np.uint8)
         self.n = 0
         self.sorted = True
+        self.latest = 0.0
 
     def add(self, t, z, y) -> None:
         m = t.size
@@ -134,6 +135,8 @@ class _Events:
             self.sorted = False
         self.t[self.n:self.n + m], self.z[self.n:self.n + m], self.y[self.n:self.n + m] = t, z, y
         self.n += m
+        if m:
+            self.latest = max(self.latest, float(t.max()))
 
     def between(self, a: float, b: float):
         if not self.sorted:
@@ -144,9 +147,6 @@ class _Events:
         i, j = np.searchsorted(self.t[:self.n], [a, b], side="left")
         return self.t[i:j], self.z[i:j], self.y[i:j]
 
-    @property
-    def latest(self) -> float:
-        return float(self.t[:self.n].max()) if self.n else 0.0
 
 
 class BurstMonitor:
