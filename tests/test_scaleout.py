@@ -26,7 +26,7 @@ from isdc.dal.fitsfile import FitsFile, write_fits, Table
 from isdc.dal.products import Product
 from isdc.ids import ScwId
 from isdc.pipeline.base import ScwTask, raw_input, register_dataset
-from isdc.pipeline.runner import PoolWorker, run_build
+from isdc.pipeline.runner import run_build
 
 SAMPLE = Path(__file__).resolve().parent.parent / "test_data" / "sim" / "archive"
 LUIGID = Path(sys.executable).parent / "luigid"
@@ -182,6 +182,32 @@ def test_two_worker_processes_share_one_build_through_luigid(reference, luigid, 
     assert r.returncode == 0 and len(runlog.read(out)) == len(records)
 
 
+def test_shared_workers_leave_when_only_a_quarantined_scw_is_left(reference, luigid, tmp_path):
+    """luigid retries a failed task after 15 min: workers must not wait for it (both exit 1,
+    the other ScWs done, the bad one quarantined once)."""
+    archive = tmp_path / "archive"
+    shutil.copytree(reference[0], archive)
+    bad = "066500020010.001"
+    hk = archive / "scw" / "0665" / bad / "isgri_hk.fits"
+    f = FitsFile(hk)
+    hdus = [f.image(0)] + [f.table(i.index) for i in f.hdus[1:]]
+    hdus[1].columns = {k: v[:0] for k, v in hdus[1].columns.items()}  # no HK rows: COR cannot run
+    write_fits(hk, hdus)
+    out = tmp_path / "shared"
+    cmd = isdc_cmd("osa", "--archive", archive, "--revolution", 665, "--out", out, "--no-progress",
+                   "--scheduler-host", "127.0.0.1", "--scheduler-port", luigid)
+    t0 = time.monotonic()
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert time.monotonic() - t0 < 60
+    for p, (o, e) in zip(procs, outs):
+        assert p.returncode == 1, f"{o}\n{e}"
+        assert "QUARANTINED 066500020010.001 at IsgriCor" in e and "1 quarantined" in o
+    counts = runs_by_task(out)
+    assert counts[("IsgriCor", bad)] == 1 and max(counts.values()) == 1
+    assert counts[("ScwGroup", "066500010010.001")] == 1 and counts[("ScwGroup", "066500030010.001")] == 1
+
+
 # --------------------------------------------------------------------------- the pool of task processes
 
 register_dataset("scaleout_raw", "raw", "scaleout_raw.fits")
@@ -229,12 +255,3 @@ def test_a_dead_task_process_fails_its_task_and_the_pool_goes_on(tmp_path):
     (archive / "die").unlink()
     rep = run_build(tasks, workers=2)
     assert rep.ok and Counter(r["task_id"] for r in runlog.read(out))[tasks[1].task_id] == 1
-
-
-def test_pool_worker_is_used_for_several_workers_only():
-    from isdc.pipeline.runner import _PoolFactory
-    from luigi.scheduler import Scheduler
-
-    sch = Scheduler()
-    assert isinstance(_PoolFactory().create_worker(sch, 2), PoolWorker)
-    assert not isinstance(_PoolFactory().create_worker(sch, 1), PoolWorker)

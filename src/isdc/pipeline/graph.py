@@ -257,7 +257,7 @@ def summarize(outdir: str, scws: list[ScwId], quarantined: list[dict]) -> list[d
             row["status"], row["reason"] = "quarantined", str(q[str(s)].get("reason", ""))[:80]
         elif group is not None:
             row["status"] = "done"
-        if gti is not None and gti.nowork:
+        if gti is not None and gti.nowork and row["status"] != "quarantined":
             row["status"], row["reason"] = "no work", gti.nowork_reason
         if gti is not None and not gti.nowork:
             row["ontime"] = float(gti.hdus[1].header.get("ONTIME", np.nan)) if len(gti.hdus) > 1 else np.nan

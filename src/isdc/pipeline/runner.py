@@ -9,7 +9,7 @@ quarantined data IDs. `BuildReport.ok` is True only if everything requested was 
 With several workers luigi forks a new process for every task. A task process then
 starts cold (its copy-on-write pages, the caches of the science code, BLAS) and its
 results are lost with it: on this 2-core machine two workers made a revolution only 1.2x
-faster than one. `run_build` uses `PoolWorker` instead: luigi's worker and scheduler as
+faster than one. `run_build` uses `IsdcWorker` instead: luigi's worker and scheduler as
 they are, but its tasks run in K long-lived processes forked once per build.
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ from isdc.pipeline.base import build_memo
 log = logging.getLogger(__name__)
 
 __all__ = ["BuildReport", "run_build", "all_tasks", "limit_blas_threads", "WORKER_CONFIG", "SHARED_WORKER_CONFIG",
-           "PoolWorker"]
+           "IsdcWorker"]
 
 
 @dataclass
@@ -202,7 +202,7 @@ def _pool_main(conn, result_queue, worker_id: str, check_unfulfilled_deps: bool,
 class _Slot:
     """One pool process and the pipe its tasks are sent on."""
 
-    def __init__(self, worker: "PoolWorker"):
+    def __init__(self, worker: "IsdcWorker"):
         ctx = multiprocessing.get_context("fork")
         recv, self.conn = ctx.Pipe(duplex=False)
         self.process = ctx.Process(target=_pool_main, daemon=True, name="isdc-task-process",
@@ -251,22 +251,32 @@ class _PooledTask:
         self.slot.process.terminate()
 
 
-class PoolWorker(luigi.worker.Worker):
-    """A luigi worker whose tasks run in `worker_processes` processes forked once, on the
-    first task, each running one task after another (luigi forks one process per task).
+class IsdcWorker(luigi.worker.Worker):
+    """luigi's worker with two changes.
 
-    The processes are forked after luigi has scheduled the build, so they inherit the
-    fingerprints computed for it; a process that dies is replaced (its task is reported
-    failed, as luigi reports a task process that died). Tasks with a worker timeout or that
-    accept scheduler messages run as luigi runs them.
+    Tasks run in `worker_processes` processes forked once, on the first task, each running
+    one task after another (luigi forks one process per task); with one worker process they
+    run in this process, as luigi runs them. The processes are forked after luigi has
+    scheduled the build, so they inherit the fingerprints computed for it; a process that
+    dies is replaced (its task is reported failed, as luigi reports a task process that
+    died). Tasks with a worker timeout or that accept scheduler messages run as luigi runs
+    them.
+
+    In a build shared through luigid, a worker with nothing to run stays only while a task
+    of its build is running on another worker. luigi's rule (stay while any task is pending
+    *or failed*) held every worker of a revolution with one quarantined ScW until luigid's
+    retry delay (15 min), then again after the retry failed, forever.
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._slots: list[_Slot] = []
 
+    def _keep_alive(self, get_work_response):
+        return super()._keep_alive(get_work_response) and bool(get_work_response.running_tasks)
+
     def _create_task_process(self, task):
-        if task.worker_timeout or task.accepts_messages or self._config.timeout:
+        if self.worker_processes <= 1 or task.worker_timeout or task.accepts_messages or self._config.timeout:
             return super()._create_task_process(task)
         if not self._slots:
             gc.freeze()  # the pool shares this process's objects: keep its GC from writing to them
@@ -291,16 +301,14 @@ class PoolWorker(luigi.worker.Worker):
             self._slots = []
 
 
-class _PoolFactory(luigi.interface._WorkerSchedulerFactory):
+class _IsdcFactory(luigi.interface._WorkerSchedulerFactory):
     def create_local_scheduler(self):
         # luigi's local scheduler prunes (walks every task) at every get_work: it forgets
         # finished tasks of long-lived schedulers, nothing a one-build scheduler needs.
         return luigi.scheduler.Scheduler(prune_on_get_work=False, record_task_history=False)
 
     def create_worker(self, scheduler, worker_processes, assistant=False):
-        if worker_processes > 1:
-            return PoolWorker(scheduler=scheduler, worker_processes=worker_processes, assistant=assistant)
-        return super().create_worker(scheduler, worker_processes, assistant)
+        return IsdcWorker(scheduler=scheduler, worker_processes=worker_processes, assistant=assistant)
 
 
 def run_build(
@@ -330,7 +338,7 @@ def run_build(
         kwargs.update(local_scheduler=True)
         worker_config = WORKER_CONFIG
     with build_memo(), _luigi_config("worker", worker_config):
-        result = luigi.build(list(tasks), worker_scheduler_factory=_PoolFactory(), **kwargs)
+        result = luigi.build(list(tasks), worker_scheduler_factory=_IsdcFactory(), **kwargs)
     status = result.status
     # SCHEDULING_FAILED: a requires()/complete() raised; MISSING_EXT: an input is absent.
     scheduling_ok = status not in (LuigiStatusCode.SCHEDULING_FAILED, LuigiStatusCode.FAILED_AND_SCHEDULING_FAILED)
