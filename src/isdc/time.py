@@ -400,6 +400,28 @@ class TimeCorrelation:
         self._interpolate(seg, x, out, "ijd", lambda s, i, y: s.obt[i] + np.rint((y - s.ijd[i]) / s.slope[i]).astype(np.int64))
         return _out(out, x.ndim == 0)
 
+    def time_error(self, obt, ijd):
+        """Seconds by which stated times `ijd` (days, TT) differ from the IJD of their on-board
+        times `obt` (int ticks) through this table: 0 for times converted with it.
+
+        Each OBT is converted in the clock segment that covers its stated IJD, so a table
+        with resets serves data from either side of them. TimeError when a stated time is
+        in no segment or an OBT lies outside the segment of its time (a clock reset the
+        table does not know).
+        """
+        x = np.asarray(ijd, dtype=np.float64)
+        o = np.asarray(obt)
+        if o.shape != x.shape:
+            raise TimeError(f"{self.name}: {o.shape} OBT values for {x.shape} times")
+        if len(self.segments) == 1:
+            return _out((np.asarray(self.obt_to_ijd(o, segment=0)) - x) * SECONDS_PER_DAY, x.ndim == 0)
+        seg = np.asarray(self.segment_of_ijd(x))
+        out = np.empty(x.shape, dtype=np.float64)
+        for k in np.unique(seg):
+            m = seg == k
+            out[m] = (np.asarray(self.obt_to_ijd(o[m], segment=int(k))) - x[m]) * SECONDS_PER_DAY
+        return _out(out, x.ndim == 0)
+
     def _interpolate(self, seg, x, out, knots: str, convert) -> None:
         """Fill `out` segment by segment: `convert(segment, interval index, values)`.
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from isdc.dal.archive import ArchiveError
 from isdc.dal.fitsfile import FitsError
-from isdc.ids import IdError, ScwId
+from isdc.ids import IdError, ScwId, safe_name
 from isdc.pipeline.config import ConfigError, load_config
 from isdc.time import isot_to_ijd
 
@@ -84,6 +84,7 @@ def run(args) -> int:
                     ids.append(line)
         for s in ids:
             ScwId.parse(s)  # fail early, naming the bad ID
+        safe_name(args.group, "observation group name")  # before the build, not after every ScW is done
         if not ids and all(v is None for v in (args.revolution, args.tstart, args.tstop, args.ra)):
             print("isdc-run osa: choose ScWs with --scw, --scw-list, --revolution, --tstart/--tstop or "
                   "--ra/--dec/--radius", file=sys.stderr)

@@ -24,7 +24,6 @@ import io
 import zlib
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 from astropy.io import fits
 
-from isdc.dal.atomic import fsync_dir
+from isdc.dal.atomic import fsync_dir, make_temp, remove_stale_temps
 
 __all__ = [
     "FitsError",
@@ -559,11 +558,12 @@ def _header_text(h: fits.Header) -> bytes:
 
 
 def atomic_path(path: Path) -> tuple[int, str]:
-    """Open a temporary file beside `path` that keeps its full suffix (.fits.gz)."""
+    """Open a temporary file beside `path` that keeps its full suffix (.fits.gz), locked by
+    this process until it is closed (`isdc.dal.atomic.make_temp`)."""
     path = Path(path)
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".gz") else path.suffix
     stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
-    return tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+    return make_temp(path.parent, f".{stem}.", f".tmp{suffix}")
 
 
 def write_fits(
@@ -587,6 +587,7 @@ def write_fits(
     hdus = list(hdus)
     if not hdus or not isinstance(hdus[0], Image):
         hdus.insert(0, Image())
+    remove_stale_temps(path)  # what a killed writer of this file left
     fd, tmp = atomic_path(path)
     try:
         with os.fdopen(fd, "wb") as raw:
@@ -612,15 +613,20 @@ def write_fits(
             raw.flush()
             if durable:
                 os.fsync(raw.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)  # still open, so still locked: never taken for a stale temp
         if durable:
             fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            # a full disk (ENOSPC) or a file-size limit (EFBIG) says neither which file nor
+            # that nothing was written: say both; the errno stays (retry logic looks at it)
+            raise OSError(exc.errno, f"{exc.strerror} (writing a product; nothing written)",
+                          str(path)) from exc
         raise
     return path
 

@@ -35,9 +35,10 @@ from isdc.instruments.isgri import binning, cor, dead, gti
 from isdc.instruments.isgri.calib_bkg import DEFAULT_SLICES, BackgroundStack
 from isdc.pipeline.base import NoWork, PermanentError, ScwTask, config_value, raw_input, register_dataset
 from isdc.sim.icfiles import VSTOP_OPEN, gain_model_from_table
+from isdc.time import TimeCorrelation, TimeError
 
 __all__ = ["IsgriCor", "IbisGti", "IsgriDead", "IsgriBin", "IsgriBkg", "read_gti", "read_band_products",
-           "build_background_ic", "calibrate_background", "SECONDS_PER_DAY"]
+           "build_background_ic", "calibrate_background", "check_times", "MAX_CLOCK_ERROR_S", "SECONDS_PER_DAY"]
 
 SECONDS_PER_DAY = 86400.0
 
@@ -79,12 +80,51 @@ def _seconds(t_ijd, tstart: float) -> np.ndarray:
     return (np.asarray(t_ijd, dtype=float) - tstart) * SECONDS_PER_DAY
 
 
+# Largest accepted difference between a row's TIME and its OB_TIME converted through the
+# revolution's time correlation. Data prepared with that table agree exactly; a clock
+# jump, an OBT reset the conversion missed or a wrong table shows as seconds or more.
+# 1 ms leaves room for a correlation refined after preparation and is far below any
+# time bin of the products (light curves, noisy-pixel search, GTIs).
+MAX_CLOCK_ERROR_S = 1e-3
+
+
+def check_times(task: ScwTask, inputs: dict, tables: dict[str, str]) -> None:
+    """PermanentError unless the TIME column of each table (local input name -> EXTNAME)
+    increases and agrees with its OB_TIME through the time correlation (input 'tc')."""
+    tc_prod = inputs["tc"]
+    tc_tab = _table(tc_prod, "AUXL-TCOR-HIS", task)
+    try:
+        tc = TimeCorrelation(tc_tab["OB_TIME"], tc_tab["IJD"], name=str(tc_prod.path))
+    except TimeError as exc:
+        raise PermanentError(f"{task.scw}: {exc}") from exc
+    for local, extname in tables.items():
+        t, where = _table(inputs[local], extname, task), f"{task.scw}: {inputs[local].path}"
+        if len(t) == 0:
+            continue
+        back = np.flatnonzero(np.diff(t["TIME"]) < 0)
+        if back.size:
+            i = int(back[0]) + 1
+            step = (t["TIME"][i - 1] - t["TIME"][i]) * SECONDS_PER_DAY
+            raise PermanentError(f"{where}: TIME goes back by {step:.6f} s at row {i + 1} ({back.size} places): "
+                                 f"rows out of time order or a clock jump")
+        try:
+            err = tc.time_error(t["OB_TIME"], t["TIME"])
+        except TimeError as exc:
+            raise PermanentError(f"{where}: OB_TIME cannot be checked against the time correlation: {exc}") from exc
+        bad = np.flatnonzero(np.abs(err) > MAX_CLOCK_ERROR_S)
+        if bad.size:
+            i = int(bad[0])
+            raise PermanentError(f"{where}: TIME differs from OB_TIME through {tc_prod.path} by {err[i]:+.6f} s from "
+                                 f"row {i + 1} on ({bad.size} of {len(t)} rows; at most {MAX_CLOCK_ERROR_S:g} s "
+                                 f"allowed): an on-board clock jump or a wrong time conversion")
+
+
 # --------------------------------------------------------------------------- COR
 
 class IsgriCor(ScwTask):
     """Energies and selection flags of every event (ISGR-EVTS-COR, rows as ISGR-EVTS-ALL)."""
 
-    inputs = {"events": "isgri_events_raw", "hk": "isgri_hk"}
+    inputs = {"events": "isgri_events_raw", "hk": "isgri_hk", "tc": "time_correlation"}
     outputs = {"events_cor": "isgri_events_cor"}
     algorithm_version = 1
     config_keys = ("isgri.cor.rise_time_min", "isgri.cor.rise_time_max", "isgri.cor.noisy_pixel_sigma",
@@ -109,6 +149,7 @@ class IsgriCor(ScwTask):
         if len(hk) == 0:
             raise PermanentError(f"{self.scw}: {inputs['hk'].path}: no housekeeping rows (module temperatures "
                                  f"unknown)")
+        check_times(self, inputs, {"events": "ISGR-EVTS-ALL", "hk": "ISGR-HK..-CNV"})
         gain, gain_header, sel = self.gain_model()
         # Dither inside the PHA channel, reproducible per ScW (see isdc.instruments.isgri.cor).
         rng = np.random.default_rng([int(self.scw.swid), int(str(self.scw.version))])
@@ -134,7 +175,8 @@ class IsgriCor(ScwTask):
 class IbisGti(ScwTask):
     """Good time: attitude stability, HK limits and telemetry (IBIS-GNRL-GTI); slews have none."""
 
-    inputs = {"events": "isgri_events_raw", "hk": "isgri_hk", "attitude": "attitude_historic"}
+    inputs = {"events": "isgri_events_raw", "hk": "isgri_hk", "attitude": "attitude_historic",
+              "tc": "time_correlation"}
     outputs = {"gti": "ibis_gti"}
     algorithm_version = 1
     config_keys = ("isgri.gti.max_attitude_offset_arcmin", "isgri.gti.min_abs_bias_v",
@@ -148,6 +190,7 @@ class IbisGti(ScwTask):
         ev = _table(inputs["events"], "ISGR-EVTS-ALL", self)
         hk = _table(inputs["hk"], "ISGR-HK..-CNV", self)
         att = _table(inputs["attitude"], "INTL-ATTI-HIS", self)
+        check_times(self, inputs, {"events": "ISGR-EVTS-ALL", "hk": "ISGR-HK..-CNV"})
         # Attitude samples of this ScW (one beyond each end, for the interpolation).
         ta = _seconds(att["TIME"], info.tstart)
         lo = max(int(np.searchsorted(ta, t0, side="right")) - 1, 0)
