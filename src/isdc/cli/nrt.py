@@ -83,10 +83,16 @@ def run(args: argparse.Namespace) -> int:
         daemon.stop()
 
     old = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    code = 0
     try:
         daemon.run(idle_exit_s=args.exit_when_idle)
+    except Exception as exc:  # e.g. a full disk: stop with the inbox intact; a restart resumes
+        logging.getLogger("isdc.nrt").exception("daemon_error: %s", exc)
+        print(f"isdc-run nrt: stopped on an error (the inbox keeps every chunk not yet processed; "
+              f"restart to resume): {exc}", file=sys.stderr)
+        code = 1
     finally:
         daemon.close()
         for s, h in old.items():
             signal.signal(s, h)
-    return 0
+    return code

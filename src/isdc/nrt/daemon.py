@@ -124,7 +124,6 @@ class Daemon:
         self._aux: dict[int, RevolutionAux | None] = {}
         self._aux_warned: set[int] = set()
         self._qla: queue.Queue = queue.Queue()
-        self._qla_busy = threading.Event()
         self._worker: threading.Thread | None = None
         self._deliverer: Deliverer | None = None
         self._decoder: Decoder | None = None
@@ -176,8 +175,9 @@ class Daemon:
         """Ask the loop to stop after the current step (safe from a signal handler)."""
         self._stop.set()
 
-    def close(self, timeout_s: float = 60.0) -> None:
-        """Stop the threads (a running quick-look finishes), save the state, release the lock."""
+    def close(self, timeout_s: float = 120.0) -> None:
+        """Stop the threads (a running quick-look finishes; queued ones wait for the next start),
+        save the state, release the lock."""
         if not self._started:
             return
         self._stop.set()
@@ -220,8 +220,7 @@ class Daemon:
 
     def idle(self) -> bool:
         """Nothing waiting: no chunk in the inbox, no open ScW, no quick-look queued or running."""
-        return (not self.inbox.pending() and not self.ingest.windows() and self._qla.empty()
-                and not self._qla_busy.is_set())
+        return not self.inbox.pending() and not self.ingest.windows() and self._qla.unfinished_tasks == 0
 
     def step(self) -> bool:
         """One round: read new chunks, run the trigger, close ScWs, release chunks, save."""
@@ -247,6 +246,7 @@ class Daemon:
                 if scw is not None:
                     self._quicklook(scw)
                     did = True
+                self._qla.task_done()
         with self._mutex:
             self._save()
         return did
@@ -431,20 +431,19 @@ class Daemon:
     def _qla_loop(self) -> None:
         while True:
             scw = self._qla.get()
-            if scw is None:
-                return
-            self._qla_busy.set()
             try:
+                if scw is None or self._stop.is_set():
+                    return  # stopping: what is still queued stays 'queued' in the state for the next start
                 self._quicklook(scw)
             except Exception as exc:  # the worker must survive; the record says failed
                 log.exception("quick-look of %s crashed", scw)
                 with self._mutex:
                     rec = self.state.scws.get(scw)
                     if rec is not None:
-                        rec.status, rec.reason = "failed", f"quick-look crashed: {exc}"
+                        rec.status, rec.reason, rec.stage = "failed", f"quick-look crashed: {exc}", "quick-look"
                         self._save(force=True)
             finally:
-                self._qla_busy.clear()
+                self._qla.task_done()
 
     def _quicklook(self, key: str) -> None:
         from isdc.pipeline.graph import run_analysis
