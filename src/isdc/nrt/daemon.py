@@ -577,7 +577,9 @@ class Daemon:
         except ArchiveError as exc:
             if rev not in self._aux_warned:
                 self._aux_warned.add(rev)
-                event(log, "aux_missing", severity=logging.WARNING, revolution=rev, reason=str(exc))
+                event(log, "aux_missing", severity=logging.WARNING, revolution=rev, reason=str(exc),
+                      hint="its ScWs wait for the NRT auxiliary data; a simulated archive has them as version "
+                           "001: start with --aux-from 001")
             return None
         self._aux[rev] = aux
         self.ingest.add_plan(aux.plan_windows())
