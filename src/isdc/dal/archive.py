@@ -632,6 +632,8 @@ def build_scw_index(archive: Archive, *, strict: bool = False, write: bool = Tru
                 raise ArchiveError(f"{path}: no swg.fits")
             ff = read_fits(path)
             grp = ff.find("GROUPING")  # FitsError when the ScW group has no grouping table
+            if not 0 < grp.extver < 2**31:  # it becomes MEMBER_VERSION of the index row
+                raise ArchiveError(f"{path}: GROUPING EXTVER {grp.extver} is not a positive 32-bit integer")
             found.append((ScwInfo.from_header(scw, _swg_keywords(ff), str(path)), path, grp.index + 1, grp.extver))
         except (ArchiveError, FitsError, OSError) as exc:
             if strict:
