@@ -61,12 +61,19 @@ def register(subparsers) -> None:
                    help="slew speed on top of the overhead (default 0.1 deg/s)")
     p.add_argument("--no-fsync", action="store_true",
                    help="do not fsync each file (faster; a crash may leave files that must be simulated again)")
+    p.add_argument("--owner", metavar="NAME",
+                   help="the simulated ScWs are private data of NAME (the observation's PI) until the "
+                   "proprietary period ends (idx/rights/, docs/archive.md); default: public")
+    p.add_argument("--proprietary-days", type=float, metavar="N",
+                   help="with --owner: days after the end of the last simulated ScW until the data are public "
+                   "(default 365)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from isdc.dal.archive import ArchiveError
+    from isdc.dal.archive import Archive, ArchiveError
     from isdc.dal.fitsfile import FitsError
+    from isdc.dal.rights import RightsError, check_owner, check_period, proprietary_rights, write_rights
     from isdc.ids import IdError
     from isdc.sim.plan import KNOWN_TARGETS, PlanError
     from isdc.sim.sky import Sky, SkyError
@@ -82,6 +89,12 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--exposure must be > 0 s, got {args.exposure}")
         if not (args.slew_overhead >= 0 and args.slew_rate > 0):
             raise ValueError("--slew-overhead must be >= 0 s and --slew-rate > 0 deg/s")
+        if args.proprietary_days is not None and args.owner is None:
+            raise ValueError("--proprietary-days needs --owner (whose data are private)")
+        days = 365.0 if args.proprietary_days is None else args.proprietary_days
+        if args.owner is not None:  # refuse a bad owner or period before simulating anything
+            check_owner(args.owner)
+            check_period(days)
         sky = Sky.load(args.sky) if args.sky is not None else Sky.default()
         target = args.target
         if isinstance(target, str) and target not in KNOWN_TARGETS and args.pattern != "gps":
@@ -101,7 +114,11 @@ def run(args: argparse.Namespace) -> int:
             exposure=args.exposure if args.exposure is not None else (1800.0, 3600.0), sky=sky, seed=args.seed,
             version=args.version, pattern=args.pattern, target=target, slew_overhead_s=args.slew_overhead,
             slew_rate=args.slew_rate, durable=not args.no_fsync, progress=progress)
-    except (PlanError, SkyError, ArchiveError, FitsError, IdError, ValueError, OSError) as exc:
+        if args.owner is not None:
+            rights = proprietary_rights([(p.scw_id, p.tstop) for p in result.plans], args.owner, days)
+            write_rights(Archive(args.archive), args.revolution, rights)
+            print(f"data rights: {len(rights)} science windows owned by {args.owner} until IJD {rights[0].public:.6f}")
+    except (PlanError, SkyError, ArchiveError, FitsError, IdError, RightsError, ValueError, OSError) as exc:
         print(f"isdc-run simulate: {exc}", file=sys.stderr)
         return 1
     n = sum(result.events.values())
