@@ -32,7 +32,7 @@ process; luigi overhead <= 15 % of the wall (each run); 2 workers >= 1.6x faster
 Exits 1 if one fails. Numbers move by +-30 % between runs on a shared VM.
 
 Run: .venv/bin/python benchmarks/bench_revolution.py [--archive DIR] [--pointings N]
-     [--workers 1,2] [--repeat N] [--luigid]
+     [--workers 1,2] [--repeat N] [--quiet-wait S] [--luigid]
 (--luigid also times two `isdc-run cons --workers 1` processes sharing one luigid.)
 """
 from __future__ import annotations
@@ -169,6 +169,18 @@ def busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def wait_quiet(limit_s: float, cores: float = 0.1, span_s: float = 10.0) -> float:
+    """Wait (at most `limit_s`) until the machine has been busy with less than `cores` for
+    `span_s`; return the load seen last (other users' tests share this VM)."""
+    deadline, load = time.time() + limit_s, float("nan")
+    while True:
+        b0 = busy_seconds()
+        time.sleep(span_s)
+        load = (busy_seconds() - b0) / span_s
+        if load < cores or time.time() > deadline:
+            return load
+
+
 def spawn(cmd: list[str], logdir: Path) -> tuple[subprocess.Popen, TreeMemory]:
     """Start `cmd` with stdout/stderr to files in `logdir`, and a memory sampler on its tree."""
     n = len(list(logdir.glob("*.out")))
@@ -275,6 +287,8 @@ def main(argv=None) -> int:
     ap.add_argument("--luigid", action="store_true", help="also: two worker processes sharing one luigid")
     ap.add_argument("--repeat", type=int, default=1,
                     help="runs per worker count; the fastest is reported (a shared VM is seldom idle)")
+    ap.add_argument("--quiet-wait", type=float, default=0.0, metavar="S",
+                    help="before each run wait up to S seconds for the machine to be idle (< 0.1 core busy)")
     args = ap.parse_args(argv)
 
     arch = ensure_archive(args.archive, args.revolution, args.pointings, args.exposure, args.seed)
@@ -283,7 +297,11 @@ def main(argv=None) -> int:
     logdir = Path(tempfile.mkdtemp(prefix="bench_revolution_"))
     results, sums = {}, {}
     for k in [int(x) for x in args.workers.split(",")]:
-        tries = [run_cons(args.archive, args.revolution, k, logdir) for _ in range(args.repeat)]
+        tries = []
+        for _ in range(args.repeat):
+            if args.quiet_wait > 0:
+                wait_quiet(args.quiet_wait)
+            tries.append(run_cons(args.archive, args.revolution, k, logdir))
         if args.repeat > 1:
             walls = ", ".join(f"{t['wall']:.1f}" for t in tries)
             loads = ", ".join(f"{t['others'] / t['wall']:.2f}" for t in tries)
