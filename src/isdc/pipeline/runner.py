@@ -38,7 +38,7 @@ from isdc.pipeline.base import build_memo
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BuildReport", "run_build", "all_tasks", "limit_blas_threads", "WORKER_CONFIG", "SHARED_WORKER_CONFIG",
+__all__ = ["BuildReport", "run_build", "all_tasks", "limit_blas_threads", "blas_threads", "WORKER_CONFIG", "SHARED_WORKER_CONFIG",
            "IsdcWorker"]
 
 
@@ -101,8 +101,34 @@ WORKER_CONFIG = {"wait_interval": "0.02"}
 # wait_jitter seconds (luigi's defaults, 1 s + up to 5 s, would leave it idle for seconds).
 SHARED_WORKER_CONFIG = {"keep_alive": "true", "wait_interval": "0.1", "wait_jitter": "0.2"}
 
-_BLAS_SETTERS = ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
-                 "openblas_set_num_threads64_")
+# (set, get) symbol names of OpenBLAS builds: plain, and numpy's/scipy's renamed copies.
+_BLAS_SYMBOLS = (("openblas_set_num_threads", "openblas_get_num_threads"),
+                 ("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
+                 ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
+                 ("openblas_set_num_threads64_", "openblas_get_num_threads64_"))
+_BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _blas_libraries() -> list[tuple[str, object, object]]:
+    """(path, setter, getter) of every OpenBLAS library loaded in this process (Linux)."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({line.split()[-1] for line in f if "openblas" in line.rsplit("/", 1)[-1].lower()})
+    except OSError:  # not Linux: the environment variables must do
+        return []
+    out = []
+    for path in paths:
+        try:
+            handle = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for set_name, get_name in _BLAS_SYMBOLS:
+            setter, getter = getattr(handle, set_name, None), getattr(handle, get_name, None)
+            if setter is not None and getter is not None:
+                setter.argtypes, setter.restype, getter.restype = [ctypes.c_int], None, ctypes.c_int
+                out.append((path, setter, getter))
+                break
+    return out
 
 
 def limit_blas_threads(n: int = 1) -> list[str]:
@@ -112,29 +138,37 @@ def limit_blas_threads(n: int = 1) -> list[str]:
     cost on the small vectors our tasks hand it: a dot product of 16384 doubles takes 2.7 us
     on one thread and 173 us on two on this 2-core machine (its threads wake and spin per
     call), and with two worker processes they fight for the same cores. The environment
-    variables are set too, for processes started from this one.
+    variables are set too, for processes started from this one (and libraries loaded later).
     """
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in _BLAS_ENV:
         os.environ[var] = str(n)
     changed = []
-    try:
-        with open("/proc/self/maps") as f:
-            libs = sorted({line.split()[-1] for line in f if "openblas" in line.rsplit("/", 1)[-1].lower()})
-    except OSError:  # not Linux: the environment variables must do
-        return changed
-    for lib in libs:
-        try:
-            handle = ctypes.CDLL(lib)
-        except OSError:
-            continue
-        for name in _BLAS_SETTERS:
-            setter = getattr(handle, name, None)
-            if setter is not None:
-                setter.argtypes, setter.restype = [ctypes.c_int], None
-                setter(int(n))
-                changed.append(lib)
-                break
+    for path, setter, _ in _blas_libraries():
+        setter(int(n))
+        changed.append(path)
     return changed
+
+
+@contextlib.contextmanager
+def blas_threads(n: int | None):
+    """`limit_blas_threads(n)` for the duration of a block, then the threads and environment
+    as they were (a notebook that runs a build keeps its BLAS threads); None does nothing."""
+    if n is None:
+        yield
+        return
+    env = {var: os.environ.get(var) for var in _BLAS_ENV}
+    before = [(setter, int(getter())) for _, setter, getter in _blas_libraries()]
+    limit_blas_threads(n)
+    try:
+        yield
+    finally:
+        for setter, threads in before:
+            setter(threads)
+        for var, value in env.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
 
 
 @contextlib.contextmanager
@@ -319,15 +353,13 @@ def run_build(
     scheduler_port: int = 8082,
     log_level: str = "WARNING",
     quarantine_dirs: Iterable[Path] = (),
-    blas_threads: int | None = 1,
+    blas_thread_count: int | None = 1,
 ) -> BuildReport:
     """Build `tasks` with a local scheduler (default) or luigid at scheduler_host:port.
 
-    `blas_threads` limits the BLAS threads of this process and of the task processes it
-    forks (None: leave them as they are); see `limit_blas_threads`.
+    `blas_thread_count` limits the BLAS threads of this process and of its task processes
+    during the build (None: leave them as they are); see `limit_blas_threads`.
     """
-    if blas_threads is not None:
-        limit_blas_threads(blas_threads)
     # Loaded before the task processes are forked, so that they inherit it.
     all_templates()
     kwargs = dict(detailed_summary=True, workers=workers, log_level=log_level)
@@ -337,7 +369,7 @@ def run_build(
     else:
         kwargs.update(local_scheduler=True)
         worker_config = WORKER_CONFIG
-    with build_memo(), _luigi_config("worker", worker_config):
+    with build_memo(), _luigi_config("worker", worker_config), blas_threads(blas_thread_count):
         result = luigi.build(list(tasks), worker_scheduler_factory=_IsdcFactory(), **kwargs)
     status = result.status
     # SCHEDULING_FAILED: a requires()/complete() raised; MISSING_EXT: an input is absent.
