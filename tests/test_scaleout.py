@@ -145,6 +145,24 @@ def test_the_reference_run_logs_each_task_once(reference):
         assert r["stop"] >= r["start"] and r["seconds"] >= r["read_s"] + r["process_s"] + r["write_s"] - 1e-3
 
 
+def test_a_revolution_build_has_one_task_per_auxiliary_file(reference):
+    """Builds stay small (luigi's cost grows ~quadratically with the tasks of a build): the
+    revolution's attitude and time correlation are one task each, not one per ScW."""
+    from isdc.pipeline.config import load_config
+    from isdc.pipeline.graph import obs_tasks, scw_tasks, select_run_scws, task_config
+    from isdc.pipeline.runner import all_tasks
+
+    archive, out = reference
+    scws = select_run_scws(str(archive), revolution=665)
+    cfg = task_config(load_config("osa"))
+    tasks = all_tasks(scw_tasks(str(archive), str(out), scws, cfg) + obs_tasks(str(archive), str(out), {"osa": scws}, cfg))
+    families = Counter(t.task_family for t in tasks)
+    aux = sorted(t.dataset for t in tasks if t.task_family == "AuxData")
+    assert aux == ["attitude_historic", "time_correlation"]
+    assert families["RawData"] == 2 * len(scws) == 6  # events and HK of each pointing
+    assert len(tasks) == 9 * 3 + 2 + 6 + 2
+
+
 def test_two_local_workers_run_each_task_once_and_make_the_same_data(reference, tmp_path):
     archive, single = reference
     out = tmp_path / "pool"

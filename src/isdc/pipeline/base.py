@@ -317,6 +317,9 @@ class IsdcTask(luigi.Task):
         params = {name: getattr(self, name) for name in _param_names(type(self)) if name in wanted}
         if producer is RawData:
             params["dataset"] = dataset
+        elif producer is AuxData:
+            scw = self.scw
+            params.update(dataset=dataset, revolution=scw.revolution, version=str(scw.version))
         return params
 
     # ---- what luigi asks
@@ -598,18 +601,20 @@ def _input_path(archive: Path, scw: ScwId, dt: DatasetType) -> Path:
     return archive / "scw" / f"{scw.revolution:04d}" / str(scw) / dt.filename
 
 
-class RawData(luigi.ExternalTask):
-    """Input data of a ScW in the archive (made by pre-processing or the simulator)."""
+class _ArchiveInput(luigi.ExternalTask):
+    """An input file in the archive: present or not (its fingerprint says what it holds)."""
 
     archive = luigi.Parameter()
-    scw = ScwIdParameter()
     dataset = luigi.Parameter()
+
+    def input_path(self) -> Path:
+        raise NotImplementedError
 
     def output(self):
         # Present is enough here: a damaged input must reach the task that reads it, which
         # quarantines the ScW with the file and the problem named (a luigi "missing
         # dependency" would say neither).
-        return ProductTarget(_input_path(Path(self.archive), self.scw, DATASETS[self.dataset]), check_whole=False)
+        return ProductTarget(self.input_path(), check_whole=False)
 
     def fingerprint(self) -> str:
         """Raw data change (e.g. more NRT telemetry) -> every product made from them is stale.
@@ -617,7 +622,7 @@ class RawData(luigi.ExternalTask):
         Per HDU: DATASUM, CHECKSUM (covers the header) and the axis lengths — a data sum
         alone misses appended zero bytes.
         """
-        path = self.output().path
+        path = self.input_path()
         try:
             st = path.stat()
             key = (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
@@ -636,11 +641,37 @@ class RawData(luigi.ExternalTask):
         return hit
 
 
+class RawData(_ArchiveInput):
+    """Input data of a ScW in the archive (made by pre-processing or the simulator)."""
+
+    scw = ScwIdParameter()
+
+    def input_path(self) -> Path:
+        return _input_path(Path(self.archive), self.scw, DATASETS[self.dataset])
+
+
+class AuxData(_ArchiveInput):
+    """Auxiliary data of a revolution (attitude, time correlation, orbit): one task for all
+    the revolution's ScWs, so a revolution's build holds one per file, not one per ScW
+    (52 pointings: 104 tasks fewer for luigi to schedule, and for luigid to be told of by
+    every worker)."""
+
+    revolution = luigi.IntParameter()
+    version = luigi.Parameter()
+
+    def input_path(self) -> Path:
+        # Built only from an int and a version that came out of a parsed ScwId.
+        if not (0 <= self.revolution <= 9999 and len(self.version) == 3 and self.version.isdigit()):
+            raise ValueError(f"invalid revolution {self.revolution} / version {self.version!r}")
+        return Path(self.archive) / "aux" / "adp" / f"{self.revolution:04d}.{self.version}" / DATASETS[self.dataset].filename
+
+
 def raw_input(dataset: str) -> None:
-    """Make RawData the producer of an input dataset type (raw ScW data or aux data)."""
-    if DATASETS[dataset].dimension not in ("raw", "aux"):
+    """Make the archive the producer of an input dataset type (raw ScW data or aux data)."""
+    dimension = DATASETS[dataset].dimension
+    if dimension not in ("raw", "aux"):
         raise ValueError(f"{dataset} is not a raw dataset")
-    PRODUCERS[dataset] = RawData
+    PRODUCERS[dataset] = AuxData if dimension == "aux" else RawData
 
 
 def safe_group(name: str) -> str:
