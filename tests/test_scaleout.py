@@ -155,7 +155,8 @@ def test_a_revolution_build_has_one_task_per_auxiliary_file(reference):
     archive, out = reference
     scws = select_run_scws(str(archive), revolution=665)
     cfg = task_config(load_config("osa"))
-    tasks = all_tasks(scw_tasks(str(archive), str(out), scws, cfg) + obs_tasks(str(archive), str(out), {"osa": scws}, cfg))
+    tops = scw_tasks(str(archive), str(out), scws, cfg) + obs_tasks(str(archive), str(out), {"osa": scws}, cfg)
+    tasks = all_tasks(tops)
     families = Counter(t.task_family for t in tasks)
     aux = sorted(t.dataset for t in tasks if t.task_family == "AuxData")
     assert aux == ["attitude_historic", "time_correlation"]

@@ -242,8 +242,9 @@ def _log_run(task: "IsdcTask", outcome: str, t0: float, t1: float, cpu_s: float,
         data_id = ""
     runlog.append(task.outdir, {
         "task": task.task_family, "data_id": data_id, "task_id": task.task_id, "host": runlog.HOST,
-        "pid": os.getpid(), "ppid": os.getppid(), "start": round(t0, 6), "stop": round(t1, 6), "seconds": round(t1 - t0, 6),
-        "cpu_s": round(cpu_s, 6), "maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "pid": os.getpid(), "ppid": os.getppid(), "start": round(t0, 6), "stop": round(t1, 6),
+        "seconds": round(t1 - t0, 6), "cpu_s": round(cpu_s, 6),
+        "maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "outcome": outcome, **{k: round(v, 6) for k, v in times.items()}})
 
 
@@ -663,7 +664,8 @@ class AuxData(_ArchiveInput):
         # Built only from an int and a version that came out of a parsed ScwId.
         if not (0 <= self.revolution <= 9999 and len(self.version) == 3 and self.version.isdigit()):
             raise ValueError(f"invalid revolution {self.revolution} / version {self.version!r}")
-        return Path(self.archive) / "aux" / "adp" / f"{self.revolution:04d}.{self.version}" / DATASETS[self.dataset].filename
+        folder = Path(self.archive) / "aux" / "adp" / f"{self.revolution:04d}.{self.version}"
+        return folder / DATASETS[self.dataset].filename
 
 
 def raw_input(dataset: str) -> None:

@@ -29,8 +29,8 @@ import luigi.configuration
 import luigi.interface
 import luigi.scheduler
 import luigi.worker
-from luigi.task_register import load_task
 from luigi.execution_summary import LuigiStatusCode
+from luigi.task_register import load_task
 
 from isdc.dal import quarantine
 from isdc.dal.templates import all_templates
@@ -38,8 +38,8 @@ from isdc.pipeline.base import build_memo
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BuildReport", "run_build", "all_tasks", "limit_blas_threads", "blas_threads", "WORKER_CONFIG", "SHARED_WORKER_CONFIG",
-           "IsdcWorker"]
+__all__ = ["BuildReport", "run_build", "all_tasks", "limit_blas_threads", "blas_threads", "WORKER_CONFIG",
+           "SHARED_WORKER_CONFIG", "IsdcWorker"]
 
 
 @dataclass
